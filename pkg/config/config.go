@@ -56,14 +56,6 @@ func (l *loader) str(name, def string) string {
 	return def
 }
 
-func (l *loader) required(name string) string {
-	v := l.str(name, "")
-	if v == "" {
-		l.fail(name, "is required but not set")
-	}
-	return v
-}
-
 func (l *loader) oneOf(name, def string, allowed ...string) string {
 	v := strings.ToLower(l.str(name, def))
 	for _, a := range allowed {

@@ -48,7 +48,7 @@ func ValidateURL(raw string) error {
 	if u.Host == "" && u.Query().Get("host") == "" {
 		return errors.New("has no host")
 	}
-	if _, err := pq.ParseURL(raw); err != nil {
+	if _, err := pq.NewConnector(raw); err != nil {
 		return fmt.Errorf("is not a valid postgres URL: %v", redactErr(err, raw))
 	}
 	return nil
