@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 
 	"github.com/chatwire/chatwire/pkg/app"
 	"github.com/chatwire/chatwire/pkg/config"
+	"github.com/chatwire/chatwire/pkg/gateway"
 )
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "normalize" {
+		return normalize(args[1:], os.Stdin, os.Stdout, stderr)
+	}
 	cfg, err := config.LoadGateway(getenv)
 	if err != nil {
 		return err
@@ -18,11 +23,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer base.Close(cfg.ShutdownTimeout)
+	// The gateway publishes through its own JetStream context so its asynchronous publishes time
+	// out with the request that waits for them.
+	js, err := gateway.NewJetStream(base.NC, cfg.PublishTimeout, 4096)
+	if err != nil {
+		return err
+	}
+	if mp := base.NC.MaxPayload(); mp > 0 && cfg.WebhookMaxBytes > mp {
+		base.Log.Warn("WEBHOOK_MAX_BYTES exceeds the NATS server's max_payload: an unparseable body that large cannot be kept and will get 503",
+			"webhook_max_bytes", cfg.WebhookMaxBytes, "nats_max_payload", mp)
+	}
+	gw := gateway.New(base.Log, js, gateway.Config{
+		InteraktSecret:     cfg.InteraktWebhookSecret,
+		NetcoreToken:       cfg.NetcoreWebhookToken,
+		NetcoreTokenHeader: cfg.NetcoreTokenHeader,
+		NetcoreTokenQuery:  cfg.NetcoreTokenQuery,
+		MaxBytes:           cfg.WebhookMaxBytes,
+		PublishTimeout:     cfg.PublishTimeout,
+	})
+	gw.WarnUnauthenticated()
 	l, err := app.Listen(cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	e := app.NewEcho(base.Log, base.Ready)
+	gw.Register(e)
 	base.Log.Info("gateway listening", "addr", l.Addr().String())
 	return app.Serve(ctx, l, e, cfg.ShutdownTimeout)
 }
