@@ -19,6 +19,9 @@ type Sender struct {
 	NetcoreRatePerMin  int           // NETCORE_RATE_PER_MIN (0 = unlimited)
 	SendTimeout        time.Duration // SEND_TIMEOUT
 	RetryDeadline      time.Duration // SEND_RETRY_DEADLINE
+	RetryBase          time.Duration // SEND_RETRY_BASE
+	RetryMax           time.Duration // SEND_RETRY_MAX
+	ReconcileWait      time.Duration // SEND_RECONCILE_WAIT
 	Concurrency        int           // SEND_CONCURRENCY
 }
 
@@ -37,7 +40,13 @@ func LoadSender(get Getenv) (Sender, error) {
 		NetcoreRatePerMin:  l.integer("NETCORE_RATE_PER_MIN", 0, 0, 1_000_000),
 		SendTimeout:        l.duration("SEND_TIMEOUT", 10*time.Second, 10*time.Millisecond),
 		RetryDeadline:      l.duration("SEND_RETRY_DEADLINE", 10*time.Minute, time.Second),
+		RetryBase:          l.duration("SEND_RETRY_BASE", time.Second, time.Millisecond),
+		RetryMax:           l.duration("SEND_RETRY_MAX", time.Minute, time.Millisecond),
+		ReconcileWait:      l.duration("SEND_RECONCILE_WAIT", time.Minute, 100*time.Millisecond),
 		Concurrency:        l.integer("SEND_CONCURRENCY", 64, 1, 4096),
+	}
+	if c.RetryMax < c.RetryBase {
+		l.fail("SEND_RETRY_MAX", "must be at least SEND_RETRY_BASE (%v), got %v", c.RetryBase, c.RetryMax)
 	}
 	// The original system's setting held the full send path; keep accepting it.
 	c.NetcoreAPIURL = strings.TrimSuffix(strings.TrimSuffix(c.NetcoreAPIURL, "/"), "/api/v2/message")

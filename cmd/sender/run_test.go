@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/netcore"
+	"github.com/chatwire/chatwire/pkg/queue"
+	"github.com/chatwire/chatwire/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// The process starts without Interakt credentials, reports ready, fails Interakt replies with the
+// clear reason, sends Netcore replies, and shuts down cleanly.
+func TestRunWithOneProviderConfigured(t *testing.T) {
+	dbURL := testenv.DatabaseURL(t)
+	ns := testenv.StartNATS(t)
+	_, js := ns.JetStream(t)
+	db := testenv.Open(t, dbURL)
+	fake := netcore.NewFake("k")
+	defer fake.Close()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	env := map[string]string{
+		"DATABASE_URL": dbURL, "NATS_URL": ns.URL, "HTTP_ADDR": addr, "LOG_FORMAT": "text",
+		"NETCORE_API_URL": fake.URL + "/api/v2/message/", "NETCORE_API_KEY": "k",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("run did not return after cancel")
+		}
+	}()
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "sender never ready")
+
+	conv := func(ch string) string {
+		var id string
+		if err := db.Get(&id, `INSERT INTO conversations (phone_number, channel) VALUES ($1, $2) RETURNING id`,
+			fmt.Sprintf("9190000%05d", len(ch)), ch); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for i, ch := range []string{event.ChannelInterakt, event.ChannelNetcore} {
+		cmd := event.ReplyCommand{CommandID: fmt.Sprintf("c%d", i), ConversationID: conv(ch), Text: "hello"}
+		data, _ := event.Encode(&cmd)
+		if _, err := js.Publish(ctx, queue.SubjectReplies, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(cmdID string) (s, reason string) {
+		_ = db.QueryRow(`SELECT coalesce(status, ''), coalesce(error_text, '') FROM chat_messages WHERE command_id = $1`, cmdID).Scan(&s, &reason)
+		return
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { s, _ := status("c0"); return s == "failed" }, "interakt reply not failed")
+	testenv.Eventually(t, 20*time.Second, func() bool { s, _ := status("c1"); return s == "sent" }, "netcore reply not sent")
+	if _, reason := status("c0"); reason != "channel interakt is not configured" {
+		t.Fatalf("reason %q", reason)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`chatwire_sender_sends_total{outcome="sent",provider="netcore"} 1`,
+		`chatwire_sender_sends_total{outcome="unconfigured",provider="interakt"} 1`,
+		"chatwire_sender_provider_request_seconds_bucket"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+}
