@@ -72,19 +72,22 @@ fi
 # --- everything else, stopped together on exit -----------------------------------------------
 PIDS=()
 cleanup() {
-  trap - INT TERM EXIT
+  trap '' INT TERM   # a second Ctrl-C must not cut the clean-up short
+  trap - EXIT
   say "stopping"
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ "$PG_STARTED" = 1 ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA" stop -m fast >/dev/null 2>&1 || true
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$PG_STARTED" = 1 ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" stop -m fast >/dev/null 2>&1 || true
+  fi
   say "stopped"
 }
 trap cleanup INT TERM EXIT
 
-# start NAME CMD...: run CMD with its output prefixed by NAME.
+# start NAME CMD...: run CMD in the background with its output prefixed by NAME.
 start() {
   local name=$1; shift
-  ( exec "$@" 2>&1 | sed -u "s/^/[$(printf '%-8s' "$name")] /" ) &
+  "$@" > >(sed -u "s/^/[$(printf '%-8s' "$name")] /") 2>&1 &
   PIDS+=($!)
 }
 
