@@ -10,12 +10,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 
+	"github.com/chatwire/chatwire/pkg/agentapi"
 	"github.com/chatwire/chatwire/pkg/app"
 	"github.com/chatwire/chatwire/pkg/config"
 	"github.com/chatwire/chatwire/pkg/notify"
+	"github.com/chatwire/chatwire/pkg/store"
 )
+
+// apiDBConns is the agent REST API's Postgres pool: its statements are short single-row or
+// single-page reads and writes.
+const apiDBConns = 8
+
+// apiUnavailable is the 503 answer of /api/* when the notifier runs without a database.
+const apiUnavailable = "DATABASE_URL is not configured: this notifier serves the WebSocket only, not the agent REST API"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "token" {
@@ -24,6 +34,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cfg, err := config.LoadNotifier(getenv)
 	if err != nil {
 		return err
+	}
+	// The REST API is optional: without a database the WebSocket still runs and /api answers 503.
+	// A configured but unreachable database fails start-up, before NATS, as in the sender.
+	var db *sqlx.DB
+	if cfg.DatabaseURL != "" {
+		if db, err = store.Open(ctx, cfg.DatabaseURL, apiDBConns); err != nil {
+			return err
+		}
+		defer db.Close()
 	}
 	base, err := app.Boot(ctx, "notifier", cfg.Common, stderr)
 	if err != nil {
@@ -37,6 +56,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	if len(cfg.AllowedOrigins) == 0 {
 		base.Log.Warn("ALLOWED_ORIGINS is empty: browsers can connect only from the notifier's own host")
+	}
+	var api *agentapi.API
+	if db != nil {
+		api, err = agentapi.New(db, base.JS, agentapi.Config{Verifier: verifier, AllowedOrigins: cfg.AllowedOrigins}, base.Log)
+		if err != nil {
+			return err
+		}
+	} else {
+		base.Log.Warn("DATABASE_URL is not set: the agent REST API (/api) answers 503; the WebSocket works")
 	}
 	ws, err := notify.NewServer(ctx, base.JS, notify.Config{
 		Verifier:         verifier,
@@ -60,6 +88,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	e := app.NewEcho(base.Log, base.Ready, ws.Ready)
 	e.GET("/ws", echo.WrapHandler(ws))
+	if api != nil {
+		api.Mount(e)
+	} else {
+		agentapi.MountUnavailable(e, apiUnavailable)
+	}
 	base.Log.Info("notifier listening", "addr", l.Addr().String())
 	serveErr := app.Serve(ctx, l, e, cfg.ShutdownTimeout)
 	// HTTP shutdown does not touch hijacked connections: close the sockets with 1001 so agents
