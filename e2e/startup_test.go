@@ -100,7 +100,7 @@ func TestStartupFailsWithOneClearLine(t *testing.T) {
 	}{
 		{"malformed DATABASE_URL", []string{"ingestor", "sender"}, map[string]string{"DATABASE_URL": "mysql://u:hunter2@x/y"}, "DATABASE_URL"},
 		{"unparseable DATABASE_URL", []string{"ingestor", "sender", "notifier"}, map[string]string{"DATABASE_URL": "postgres://u:hunter2@h:port/db"}, "DATABASE_URL"},
-		{"unreachable DATABASE_URL", []string{"ingestor", "sender"}, map[string]string{"NATS_URL": "nats://127.0.0.1:4222"}, "DATABASE_URL"},
+		{"unreachable DATABASE_URL", []string{"ingestor", "sender", "notifier"}, map[string]string{"NATS_URL": "nats://127.0.0.1:4222"}, "DATABASE_URL"},
 		{"unreachable NATS", processes, map[string]string{"DATABASE_URL": realDB}, "NATS_URL"},
 		{"malformed NATS_URL", processes, map[string]string{"NATS_URL": "not a url"}, "NATS_URL"},
 		{"bad HTTP_ADDR", processes, map[string]string{"HTTP_ADDR": "8080"}, "HTTP_ADDR"},

@@ -121,7 +121,7 @@ cat <<MSG
 
 $(say "chatwire is up")
   gateway   http://127.0.0.1:8080   POST /webhooks/interakt  POST /webhooks/netcore
-  notifier  http://127.0.0.1:8081   GET /ws (WebSocket)
+  notifier  http://127.0.0.1:8081   GET /ws (WebSocket)  /api (agent REST API, docs/api.md)
   ingestor  http://127.0.0.1:8082   health and metrics only
   sender    http://127.0.0.1:8083   health and metrics only
   each      /healthz  /readyz  /metrics
