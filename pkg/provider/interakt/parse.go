@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/phonenum"
+	"github.com/chatwire/chatwire/pkg/provider/webhookjson"
 )
 
 // ErrParse is wrapped by every error Parse returns: the body is not JSON, has no recognizable
@@ -61,7 +63,7 @@ func Parse(body []byte, now time.Time) (ParseResult, error) {
 	if data == nil {
 		return res, fmt.Errorf("%w: %s without a \"data\" object", ErrParse, parseSafe(typ))
 	}
-	fallback := parseFirstTime(now, env.Timestamp.String())
+	fallback := webhookjson.FirstTime(webhookjson.Time, now, env.Timestamp.String())
 	switch {
 	case typ == WebhookMessageReceived:
 		return res, parseMessageReceived(&res, body, data, fallback)
@@ -80,54 +82,55 @@ func Parse(body []byte, now time.Time) (ParseResult, error) {
 	return res, fmt.Errorf("%w: unknown webhook type %s", ErrParse, parseSafe(typ))
 }
 
-// The webhook's shapes. Every scalar is a whString and every optional object a pointer or a
-// whObject, so a field of an unexpected type never fails the whole body (see parseUnmarshal).
+// The webhook's shapes. Every scalar is a webhookjson.String and every optional object a pointer
+// or a webhookjson.Object, so a field of an unexpected type never fails the whole body (see
+// parseUnmarshal).
 type (
 	whEnvelope struct {
-		Timestamp whString `json:"timestamp"`
-		Type      whString `json:"type"`
-		Data      *whData  `json:"data"`
+		Timestamp webhookjson.String `json:"timestamp"`
+		Type      webhookjson.String `json:"type"`
+		Data      *whData            `json:"data"`
 	}
 	whData struct {
 		Customer *whCustomer `json:"customer"`
 		Message  *whMessage  `json:"message"`
 		// workflow_response_update
-		ID             whString        `json:"id"`
-		CustomerName   whString        `json:"customer_name"`
-		CustomerNumber whString        `json:"customer_number"`
-		Answers        json.RawMessage `json:"data"`
-		CreatedAt      whString        `json:"created_at"`
-		UpdatedAt      whString        `json:"updated_at"`
-		CallbackData   whString        `json:"callback_data"`
-		CallbackData2  whString        `json:"callbackData"`
+		ID             webhookjson.String `json:"id"`
+		CustomerName   webhookjson.String `json:"customer_name"`
+		CustomerNumber webhookjson.String `json:"customer_number"`
+		Answers        json.RawMessage    `json:"data"`
+		CreatedAt      webhookjson.String `json:"created_at"`
+		UpdatedAt      webhookjson.String `json:"updated_at"`
+		CallbackData   webhookjson.String `json:"callback_data"`
+		CallbackData2  webhookjson.String `json:"callbackData"`
 	}
 	whCustomer struct {
-		ChannelPhoneNumber whString `json:"channel_phone_number"`
-		PhoneNumber        whString `json:"phone_number"`
-		CountryCode        whString `json:"country_code"`
-		Name               whString `json:"name"`
-		Traits             whObject `json:"traits"`
+		ChannelPhoneNumber webhookjson.String `json:"channel_phone_number"`
+		PhoneNumber        webhookjson.String `json:"phone_number"`
+		CountryCode        webhookjson.String `json:"country_code"`
+		Name               webhookjson.String `json:"name"`
+		Traits             webhookjson.Object `json:"traits"`
 	}
 	whMessage struct {
-		ID                   whString `json:"id"`
-		ChatMessageType      whString `json:"chat_message_type"`
-		ReceivedAtUTC        whString `json:"received_at_utc"`
-		ReceivedAt           whString `json:"received_at"`
-		ContentType          whString `json:"message_content_type"`
-		Message              whString `json:"message"`
-		MediaURL             whString `json:"media_url"`
-		Context              whObject `json:"message_context"`
-		SentAtUTC            whString `json:"sent_at_utc"`
-		DeliveredAtUTC       whString `json:"delivered_at_utc"`
-		SeenAtUTC            whString `json:"seen_at_utc"`
-		ReadAtUTC            whString `json:"read_at_utc"`
-		FailedAtUTC          whString `json:"failed_at_utc"`
-		ChannelErrorCode     whString `json:"channel_error_code"`
-		ChannelFailureReason whString `json:"channel_failure_reason"`
-		FailureReason        whString `json:"failure_reason"`
-		CallbackData         whString `json:"callback_data"`
-		CallbackData2        whString `json:"callbackData"`
-		MetaData             whObject `json:"meta_data"`
+		ID                   webhookjson.String `json:"id"`
+		ChatMessageType      webhookjson.String `json:"chat_message_type"`
+		ReceivedAtUTC        webhookjson.String `json:"received_at_utc"`
+		ReceivedAt           webhookjson.String `json:"received_at"`
+		ContentType          webhookjson.String `json:"message_content_type"`
+		Message              webhookjson.String `json:"message"`
+		MediaURL             webhookjson.String `json:"media_url"`
+		Context              webhookjson.Object `json:"message_context"`
+		SentAtUTC            webhookjson.String `json:"sent_at_utc"`
+		DeliveredAtUTC       webhookjson.String `json:"delivered_at_utc"`
+		SeenAtUTC            webhookjson.String `json:"seen_at_utc"`
+		ReadAtUTC            webhookjson.String `json:"read_at_utc"`
+		FailedAtUTC          webhookjson.String `json:"failed_at_utc"`
+		ChannelErrorCode     webhookjson.String `json:"channel_error_code"`
+		ChannelFailureReason webhookjson.String `json:"channel_failure_reason"`
+		FailureReason        webhookjson.String `json:"failure_reason"`
+		CallbackData         webhookjson.String `json:"callback_data"`
+		CallbackData2        webhookjson.String `json:"callbackData"`
+		MetaData             webhookjson.Object `json:"meta_data"`
 	}
 )
 
@@ -174,10 +177,10 @@ func parseMessageReceived(res *ParseResult, body []byte, data *whData, fallback 
 		ExternalID: id,
 		FromPhone:  phone,
 		FromName:   parseName(data.Customer),
-		ReceivedAt: parseFirstTime(fallback, msg.ReceivedAtUTC.String(), msg.ReceivedAt.String()),
+		ReceivedAt: webhookjson.FirstTime(webhookjson.Time, fallback, msg.ReceivedAtUTC.String(), msg.ReceivedAt.String()),
 		Payload:    json.RawMessage(body),
 	}
-	m.ReplyToExternalID = msg.Context.str("id")
+	m.ReplyToExternalID = msg.Context.Str("id")
 	parseContent(&m, msg.ContentType.String(), msg.Message.String(), msg.MediaURL.String())
 	res.Messages = append(res.Messages, m)
 	return nil
@@ -236,22 +239,22 @@ func parseContent(m *event.InboundMessage, contentType, text, mediaURL string) {
 // such as {"type":"button_reply","button_reply":{"id":"…","title":"…"}}; it falls back to the raw
 // string when the shape is not recognized.
 func parseInteractiveText(raw string) string {
-	var v whObject
+	var v webhookjson.Object
 	if err := json.Unmarshal([]byte(raw), &v); err != nil || v == nil {
 		return raw
 	}
 	for _, k := range []string{"button_reply", "list_reply", "buttonReply", "listReply", "button"} {
-		if r := v.obj(k); r != nil {
-			if t := r.str("title"); t != "" {
+		if r := v.Obj(k); r != nil {
+			if t := r.Str("title"); t != "" {
 				return t
 			}
-			if t := r.str("text"); t != "" {
+			if t := r.Str("text"); t != "" {
 				return t
 			}
 		}
 	}
 	for _, k := range []string{"title", "text"} {
-		if t := v.str(k); t != "" {
+		if t := v.Str(k); t != "" {
 			return t
 		}
 	}
@@ -260,17 +263,17 @@ func parseInteractiveText(raw string) string {
 
 // parseLocationText renders a location (a JSON string or plain text) as "lat,long name, address".
 func parseLocationText(raw string) string {
-	var v whObject
+	var v webhookjson.Object
 	if err := json.Unmarshal([]byte(raw), &v); err != nil || v == nil {
 		return raw
 	}
-	lat, long := v.str("latitude"), v.str("longitude")
+	lat, long := v.Str("latitude"), v.Str("longitude")
 	if lat == "" || long == "" {
 		return raw
 	}
 	out := lat + "," + long
 	for _, k := range []string{"name", "address"} {
-		if s := v.str(k); s != "" {
+		if s := v.Str(k); s != "" {
 			out += " " + s
 		}
 	}
@@ -295,9 +298,9 @@ func parsePhone(cust *whCustomer) string {
 		return ""
 	}
 	rawPN := cust.PhoneNumber.String()
-	pn := parseDigits(rawPN)
-	cc := parseDigits(cust.CountryCode.String())
-	cpn := parseDigits(cust.ChannelPhoneNumber.String())
+	pn := phonenum.Digits(rawPN)
+	cc := phonenum.Digits(cust.CountryCode.String())
+	cpn := phonenum.Digits(cust.ChannelPhoneNumber.String())
 	switch {
 	case cpn != "" && (pn == "" || strings.HasSuffix(cpn, pn)):
 		return cpn
@@ -317,7 +320,7 @@ func parseName(cust *whCustomer) string {
 		return ""
 	}
 	for _, k := range []string{"name", "Name", "full_name"} {
-		if s := cust.Traits.str(k); s != "" {
+		if s := cust.Traits.Str(k); s != "" {
 			return s
 		}
 	}
@@ -374,9 +377,9 @@ func parseStatus(res *ParseResult, body []byte, typ string, data *whData, fallba
 	case event.StatusFailed:
 		at = []string{msg.FailedAtUTC.String()}
 		st.ErrorCode = msg.ChannelErrorCode.String()
-		st.ErrorText = parseFirst(msg.ChannelFailureReason.String(), msg.FailureReason.String())
+		st.ErrorText = webhookjson.First(msg.ChannelFailureReason.String(), msg.FailureReason.String())
 	}
-	st.At = parseFirstTime(fallback, append(at, msg.ReceivedAtUTC.String())...)
+	st.At = webhookjson.FirstTime(webhookjson.Time, fallback, append(at, msg.ReceivedAtUTC.String())...)
 	res.Statuses = append(res.Statuses, st)
 	return nil
 }
@@ -384,21 +387,12 @@ func parseStatus(res *ParseResult, body []byte, typ string, data *whData, fallba
 // parseCallbackData finds the callbackData we set when sending; integrations report it in a few
 // places, so every known one is tried.
 func parseCallbackData(data *whData, msg *whMessage) string {
-	return parseFirst(
+	return webhookjson.First(
 		msg.CallbackData.String(), msg.CallbackData2.String(),
-		msg.MetaData.obj("source_data").str("callback_data"),
-		msg.MetaData.str("callback_data"),
+		msg.MetaData.Obj("source_data").Str("callback_data"),
+		msg.MetaData.Str("callback_data"),
 		data.CallbackData.String(), data.CallbackData2.String(),
 	)
-}
-
-func parseFirst(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // parseWorkflow turns a workflow_response_update into one message per answer. Each answer's
@@ -409,7 +403,7 @@ func parseWorkflow(res *ParseResult, data *whData, fallback time.Time) error {
 	if wid == "" {
 		return fmt.Errorf("%w: workflow_response_update without data.id", ErrParse)
 	}
-	phone := parseDigits(data.CustomerNumber.String())
+	phone := phonenum.Digits(data.CustomerNumber.String())
 	if phone == "" {
 		phone = parsePhone(data.Customer)
 	}
@@ -425,34 +419,34 @@ func parseWorkflow(res *ParseResult, data *whData, fallback time.Time) error {
 	type qa struct {
 		raw    json.RawMessage
 		q      string
-		answer whObject
+		answer webhookjson.Object
 	}
 	var pairs []qa
 	var combined []string
 	for _, raw := range items {
-		var it whObject
+		var it webhookjson.Object
 		if err := json.Unmarshal(raw, &it); err != nil || it == nil {
 			continue
 		}
-		ans := it.obj("answer")
+		ans := it.Obj("answer")
 		if ans == nil {
 			continue
 		}
-		q := it.obj("question").str("message")
+		q := it.Obj("question").Str("message")
 		if q == "" {
-			q = it.str("question")
+			q = it.Str("question")
 		}
 		pairs = append(pairs, qa{raw: raw, q: q, answer: ans})
-		combined = append(combined, "Q: "+q+" / A: "+ans.str("message"))
+		combined = append(combined, "Q: "+q+" / A: "+ans.Str("message"))
 	}
 	if len(pairs) == 0 {
 		res.Ignored = append(res.Ignored, ParseIgnored{ExternalID: "workflow_" + wid, Reason: "workflow response without answers"})
 		return nil
 	}
 	classify := strings.Join(combined, "\n")
-	at := parseFirstTime(fallback, data.UpdatedAt.String(), data.CreatedAt.String())
+	at := webhookjson.FirstTime(webhookjson.Time, fallback, data.UpdatedAt.String(), data.CreatedAt.String())
 	for i, p := range pairs {
-		aid := p.answer.str("id")
+		aid := p.answer.Str("id")
 		if aid == "" {
 			aid = strconv.Itoa(i)
 		}
@@ -465,9 +459,9 @@ func parseWorkflow(res *ParseResult, data *whData, fallback time.Time) error {
 			Payload:      p.raw,
 			ClassifyText: classify,
 		}
-		parseContent(&m, p.answer.str("message_content_type"), p.answer.str("message"), p.answer.str("media_url"))
-		if p.answer.str("message_content_type") == "" {
-			m.Type, m.Text = event.TypeText, p.answer.str("message")
+		parseContent(&m, p.answer.Str("message_content_type"), p.answer.Str("message"), p.answer.Str("media_url"))
+		if p.answer.Str("message_content_type") == "" {
+			m.Type, m.Text = event.TypeText, p.answer.Str("message")
 		}
 		res.Messages = append(res.Messages, m)
 	}

@@ -3,29 +3,20 @@ package interakt
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/providertest"
 )
 
 var parseNow = time.Date(2026, 2, 23, 23, 59, 0, 0, time.UTC)
 
-// wantMsg is what a user of the event sees; Payload is checked separately.
-type wantMsg struct {
-	ExternalID, Type, Text, FromPhone, FromName, ReplyTo string
-	Media                                                *event.Media
-	ReceivedAt                                           time.Time
-	ClassifyText                                         string
-}
-
-type wantStatus struct {
-	ExternalID, Reference, Status, ErrorCode, ErrorText string
-	At                                                  time.Time
-}
+type (
+	wantMsg    = providertest.WantMsg
+	wantStatus = providertest.WantStatus
+)
 
 func ts(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)
@@ -33,6 +24,14 @@ func ts(s string) time.Time {
 		panic(err)
 	}
 	return t
+}
+
+// parseCase is what one testdata webhook must parse into.
+type parseCase struct {
+	msgs     []wantMsg
+	statuses []wantStatus
+	ignored  []string // reasons, prefix match
+	err      bool     // Parse must fail with ErrParse
 }
 
 func TestParseTestdata(t *testing.T) {
@@ -45,12 +44,7 @@ func TestParseTestdata(t *testing.T) {
 		return wantStatus{ExternalID: "9f3e7a55-1c2d-4b8e-8a11-000000000001", Reference: "01JMZ8Q3V8T4ZP3W7H5C2N9K6R", Status: s}
 	}
 	wfQA := "Q: What is your order number? / A: ORD-5521\nQ: Please share a photo of the damage / A: \nQ: Refund or replacement? / A: Refund"
-	tests := map[string]struct {
-		msgs     []wantMsg
-		statuses []wantStatus
-		ignored  []string // reasons, prefix match
-		err      bool
-	}{
+	tests := map[string]parseCase{
 		"text":  {msgs: []wantMsg{msg("5b6a0c1e-0001-4e8a-9f00-aa0000000001", "text", "Where is my order?", nil)}},
 		"image": {msgs: []wantMsg{msg("5b6a0c1e-0002-4e8a-9f00-aa0000000002", "image", "Damaged box", &event.Media{URL: "https://interakt-media.example/whatsapp/abc123/photo.jpg?sig=x", Caption: "Damaged box"})}},
 		"video": {msgs: []wantMsg{msg("5b6a0c1e-0003-4e8a-9f00-aa0000000003", "video", "", &event.Media{URL: "https://interakt-media.example/whatsapp/abc124/clip.mp4"})}},
@@ -96,104 +90,27 @@ func TestParseTestdata(t *testing.T) {
 		"invalid_no_phone":      {err: true},
 		"invalid_array":         {err: true},
 	}
-	files, _ := filepath.Glob("testdata/webhook/*.json")
-	if len(files) != len(tests) {
-		t.Errorf("%d testdata files but %d table entries: every payload needs an expectation", len(files), len(tests))
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		tc, ok := tests[name]
-		if !ok {
-			t.Errorf("testdata/webhook/%s.json has no table entry", name)
-			continue
+	providertest.EachWebhook(t, tests, func(t *testing.T, body []byte, tc parseCase) {
+		res, err := Parse(body, parseNow)
+		if !providertest.Parsed(t, err, ErrParse, tc.err, res) {
+			return
 		}
-		t.Run(name, func(t *testing.T) {
-			body, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+		providertest.CheckMessages(t, res.Messages, tc.msgs)
+		for i, m := range res.Messages {
+			if m.Channel != event.ChannelInterakt || m.ID != "" || !json.Valid(m.Payload) || m.ReceivedAt.Location() != time.UTC {
+				t.Errorf("message %d: channel %q id %q payload valid %v loc %v", i, m.Channel, m.ID, json.Valid(m.Payload), m.ReceivedAt.Location())
 			}
-			res, err := Parse(body, parseNow)
-			if tc.err {
-				if !errors.Is(err, ErrParse) {
-					t.Fatalf("want an ErrParse error, got %v (result %+v)", err, res)
-				}
-				return
+		}
+		providertest.CheckStatuses(t, res.Statuses, tc.statuses)
+		if len(res.Ignored) != len(tc.ignored) {
+			t.Fatalf("got ignored %+v, want %v", res.Ignored, tc.ignored)
+		}
+		for i, r := range tc.ignored {
+			if !strings.HasPrefix(res.Ignored[i].Reason, r) || res.Ignored[i].ExternalID == "" {
+				t.Errorf("ignored %d: %+v, want reason %q", i, res.Ignored[i], r)
 			}
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if len(res.Messages) != len(tc.msgs) {
-				t.Fatalf("got %d messages, want %d: %+v", len(res.Messages), len(tc.msgs), res.Messages)
-			}
-			for i, w := range tc.msgs {
-				m := res.Messages[i]
-				got := wantMsg{ExternalID: m.ExternalID, Type: m.Type, Text: m.Text, FromPhone: m.FromPhone, FromName: m.FromName,
-					ReplyTo: m.ReplyToExternalID, Media: m.Media, ReceivedAt: m.ReceivedAt, ClassifyText: m.ClassifyText}
-				if !wantEqual(got, w) {
-					t.Errorf("message %d:\n got %+v (media %+v)\nwant %+v (media %+v)", i, got, got.Media, w, w.Media)
-				}
-				if m.Channel != event.ChannelInterakt || m.ID != "" || !json.Valid(m.Payload) || m.ReceivedAt.Location() != time.UTC {
-					t.Errorf("message %d: channel %q id %q payload valid %v loc %v", i, m.Channel, m.ID, json.Valid(m.Payload), m.ReceivedAt.Location())
-				}
-				checkWire(t, m)
-			}
-			if len(res.Statuses) != len(tc.statuses) {
-				t.Fatalf("got %d statuses, want %d", len(res.Statuses), len(tc.statuses))
-			}
-			for i, w := range tc.statuses {
-				s := res.Statuses[i]
-				got := wantStatus{ExternalID: s.ExternalID, Reference: s.Reference, Status: s.Status, ErrorCode: s.ErrorCode, ErrorText: s.ErrorText, At: s.At}
-				if got != w {
-					t.Errorf("status %d:\n got %+v\nwant %+v", i, got, w)
-				}
-				checkWireStatus(t, s)
-			}
-			if len(res.Ignored) != len(tc.ignored) {
-				t.Fatalf("got ignored %+v, want %v", res.Ignored, tc.ignored)
-			}
-			for i, r := range tc.ignored {
-				if !strings.HasPrefix(res.Ignored[i].Reason, r) || res.Ignored[i].ExternalID == "" {
-					t.Errorf("ignored %d: %+v, want reason %q", i, res.Ignored[i], r)
-				}
-			}
-		})
-	}
-}
-
-func wantEqual(a, b wantMsg) bool {
-	am, bm := a.Media, b.Media
-	a.Media, b.Media = nil, nil
-	if a != b {
-		return false
-	}
-	if (am == nil) != (bm == nil) {
-		return false
-	}
-	return am == nil || *am == *bm
-}
-
-// checkWire asserts that what the parser produced is accepted by the codec the ingestor uses.
-func checkWire(t testing.TB, m event.InboundMessage) {
-	t.Helper()
-	m.ID = "01JMZ8Q3V8T4ZP3W7H5C2N9K6R"
-	data, err := event.Encode(&m)
-	if err != nil {
-		t.Fatalf("encode: %v", err)
-	}
-	if _, err := event.Decode[event.InboundMessage](data); err != nil {
-		t.Fatalf("the ingestor would refuse this message: %v", err)
-	}
-}
-
-func checkWireStatus(t testing.TB, s event.StatusUpdate) {
-	t.Helper()
-	data, err := event.Encode(&s)
-	if err != nil {
-		t.Fatalf("encode: %v", err)
-	}
-	if _, err := event.Decode[event.StatusUpdate](data); err != nil {
-		t.Fatalf("the ingestor would refuse this status: %v", err)
-	}
+		}
+	})
 }
 
 func TestParseTimestampFallbacks(t *testing.T) {
@@ -229,14 +146,7 @@ func TestParseNumericIDs(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob("testdata/webhook/*.json")
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	providertest.SeedWebhooks(f)
 	f.Add([]byte(`{"type":"message_received","data":{"customer":null,"message":{"id":"1","message":{"a":[1,2]}}}}`))
 	f.Add([]byte(`{"type":"workflow_response_update","data":{"id":"w","customer_number":"+1","data":[null,{},{"answer":{}}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -251,10 +161,10 @@ func FuzzParse(f *testing.F) {
 			if !json.Valid(m.Payload) {
 				t.Fatalf("payload is not JSON: %q", m.Payload)
 			}
-			checkWire(t, m)
+			providertest.CheckWire(t, m)
 		}
 		for _, s := range res.Statuses {
-			checkWireStatus(t, s)
+			providertest.CheckWireStatus(t, s)
 		}
 	})
 }

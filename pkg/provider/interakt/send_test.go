@@ -2,16 +2,14 @@ package interakt
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/providertest"
 )
 
 // Documented shapes (shared/PROVIDERS.md, Interakt "Send"). The contract tests compare our
@@ -22,40 +20,6 @@ const (
 	sendDocSuccess = `{"result": true, "message": "Message created successfully", "id": "<message id>"}`
 	sendDocRefusal = `{"result": false, "message": "Invalid phone number"}`
 )
-
-// sendShape replaces every JSON leaf by its kind, so two documents compare by structure.
-func sendShape(t *testing.T, raw []byte) any {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		t.Fatalf("not JSON: %v: %s", err, raw)
-	}
-	var walk func(any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case map[string]any:
-			out := map[string]any{}
-			for k, e := range x {
-				out[k] = walk(e)
-			}
-			return out
-		case []any:
-			out := make([]any, len(x))
-			for i, e := range x {
-				out[i] = walk(e)
-			}
-			return out
-		case string:
-			return "string"
-		case bool:
-			return "bool"
-		case float64:
-			return "number"
-		}
-		return "null"
-	}
-	return walk(v)
-}
 
 func sendFake(t *testing.T) (*FakeServer, *Sender) {
 	t.Helper()
@@ -70,22 +34,7 @@ func TestSendContractTextRequestMatchesDocumentation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	reqs := f.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("fake got %d requests, want 1", len(reqs))
-	}
-	var got, want any
-	_ = json.Unmarshal(reqs[0].Raw, &got)
-	_ = json.Unmarshal([]byte(sendDocRequest), &want)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("request body\n got %s\nwant %s", reqs[0].Raw, sendDocRequest)
-	}
-	if reqs[0].Auth != "Basic a2V5Og==" {
-		t.Fatalf("Authorization = %q, want the key as configured after Basic", reqs[0].Auth)
-	}
-	if id == "" || id != reqs[0].ID {
-		t.Fatalf("returned id %q, fake issued %q", id, reqs[0].ID)
-	}
+	providertest.CheckOneSend(t, f.Requests(), id, sendDocRequest, "Basic a2V5Og==")
 }
 
 func TestSendContractFakeAnswersAsDocumented(t *testing.T) {
@@ -102,75 +51,25 @@ func TestSendContractFakeAnswersAsDocumented(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f, _ := sendFake(t)
 			f.Enqueue(tc.reply)
-			req, _ := http.NewRequest(http.MethodPost, f.URL+SendPath,
-				strings.NewReader(`{"fullPhoneNumber":"919876543210","callbackData":"x","type":"Text","data":{"message":"hi"}}`))
-			req.Header.Set("Authorization", "Basic "+f.APIKey)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := f.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var raw json.RawMessage
-			if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-				t.Fatalf("fake answered non-JSON: %v", err)
-			}
-			if got, want := sendShape(t, raw), sendShape(t, []byte(tc.doc)); !reflect.DeepEqual(got, want) {
-				t.Fatalf("fake answer shape %v, documented %v (%s)", got, want, raw)
-			}
+			providertest.CheckAnswerShape(t, f.Client(), f.URL+SendPath, "Basic "+f.APIKey,
+				`{"fullPhoneNumber":"919876543210","callbackData":"x","type":"Text","data":{"message":"hi"}}`, tc.doc)
 		})
 	}
 }
 
 func TestSendInterpretsDocumentedAnswers(t *testing.T) {
 	now := time.Now()
-	cases := []struct {
-		name          string
-		status        int
-		header        http.Header
-		body          string
-		wantID        string
-		wantPermanent bool
-		wantAmbiguous bool
-		wantCode      string
-		wantWait      time.Duration
-	}{
-		{name: "success", status: 200, body: sendDocSuccess, wantID: "<message id>"},
-		{name: "result false with 200 is a failure", status: 200, body: sendDocRefusal, wantPermanent: true, wantCode: CodeRefused},
-		{name: "window error is permanent", status: 200, body: FakeWindowClosed.Body, wantPermanent: true, wantCode: CodeWindowClosed},
-		{name: "window error as 400", status: 400, body: `{"result":false,"message":"Outside 24 hour window"}`, wantPermanent: true, wantCode: CodeWindowClosed},
-		{name: "bad key", status: 401, body: `{"result":false,"message":"Invalid API key"}`, wantPermanent: true, wantCode: CodeUnauthorized},
-		{name: "503 retries", status: 503, body: `<html>unavailable</html>`, wantCode: "http_503"},
-		{name: "429 honours Retry-After", status: 429, header: http.Header{"Retry-After": {"7"}}, body: `{}`, wantCode: "http_429", wantWait: 7 * time.Second},
-		{name: "504 may have been accepted", status: 504, body: ``, wantCode: "http_504", wantAmbiguous: true},
-		{name: "unreadable 200 may have been accepted", status: 200, body: `<html>`, wantCode: "bad_response", wantAmbiguous: true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			h := tc.header
-			if h == nil {
-				h = http.Header{}
-			}
-			id, err := sendInterpret(tc.status, h, []byte(tc.body))
-			if tc.wantID != "" {
-				if err != nil || id != tc.wantID {
-					t.Fatalf("got %q, %v; want %q", id, err, tc.wantID)
-				}
-				return
-			}
-			var se *SendError
-			if !errors.As(err, &se) {
-				t.Fatalf("error %v is not a *SendError", err)
-			}
-			if se.Permanent() != tc.wantPermanent || se.MaybeAccepted() != tc.wantAmbiguous ||
-				se.ProviderCode() != tc.wantCode || se.RetryAfter() != tc.wantWait {
-				t.Fatalf("got permanent=%v ambiguous=%v code=%q wait=%v", se.Permanent(), se.MaybeAccepted(), se.ProviderCode(), se.RetryAfter())
-			}
-			if se.ProviderText() == "" {
-				t.Fatal("empty reason")
-			}
-		})
-	}
+	providertest.CheckInterpret(t, sendInterpret, []providertest.InterpretCase{
+		{Name: "success", Status: 200, Body: sendDocSuccess, WantID: "<message id>"},
+		{Name: "result false with 200 is a failure", Status: 200, Body: sendDocRefusal, WantPermanent: true, WantCode: CodeRefused},
+		{Name: "window error is permanent", Status: 200, Body: FakeWindowClosed.Body, WantPermanent: true, WantCode: CodeWindowClosed},
+		{Name: "window error as 400", Status: 400, Body: `{"result":false,"message":"Outside 24 hour window"}`, WantPermanent: true, WantCode: CodeWindowClosed},
+		{Name: "bad key", Status: 401, Body: `{"result":false,"message":"Invalid API key"}`, WantPermanent: true, WantCode: CodeUnauthorized},
+		{Name: "503 retries", Status: 503, Body: `<html>unavailable</html>`, WantCode: "http_503"},
+		{Name: "429 honours Retry-After", Status: 429, Header: http.Header{"Retry-After": {"7"}}, Body: `{}`, WantCode: "http_429", WantWait: 7 * time.Second},
+		{Name: "504 may have been accepted", Status: 504, Body: ``, WantCode: "http_504", WantAmbiguous: true},
+		{Name: "unreadable 200 may have been accepted", Status: 200, Body: `<html>`, WantCode: "bad_response", WantAmbiguous: true},
+	})
 	if d := SendRetryAfter(now.Add(3*time.Second).UTC().Format(http.TimeFormat), now); d < time.Second || d > 3*time.Second {
 		t.Fatalf("Retry-After as a date: %v", d)
 	}
@@ -183,6 +82,9 @@ func TestSendThroughFakeFailures(t *testing.T) {
 	var se *SendError
 	if !errors.As(err, &se) || se.Permanent() || se.MaybeAccepted() {
 		t.Fatalf("503: got %v, want temporary and not accepted", err)
+	}
+	if want := "interakt: HTTP 503 http_503: "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error message %q, want it to start with %q", err, want)
 	}
 	_, err = s.Send(context.Background(), "r1", "919876543210", "hi", nil)
 	if !errors.As(err, &se) || !se.Permanent() || se.Code != CodeWindowClosed {
@@ -225,50 +127,30 @@ func TestSendMediaRequests(t *testing.T) {
 
 func TestSendFakeRefusesMalformedRequests(t *testing.T) {
 	f, _ := sendFake(t)
-	for _, body := range []string{
+	providertest.CheckRefused(t, f.Client(), f.URL+SendPath, "Basic "+f.APIKey,
 		`{"fullPhoneNumber":"9876543210x","type":"Text","data":{"message":"hi"}}`,
 		`{"countryCode":"+91","fullPhoneNumber":"919876543210","type":"Text","data":{"message":"hi"}}`,
 		`{"fullPhoneNumber":"919876543210","type":"Text","data":{}}`,
 		`{"fullPhoneNumber":"919876543210","type":"Image","data":{"message":"x"}}`,
 		`{"fullPhoneNumber":"919876543210","type":"Sticker","data":{"message":"x"}}`,
-	} {
-		req, _ := http.NewRequest(http.MethodPost, f.URL+SendPath, strings.NewReader(body))
-		req.Header.Set("Authorization", "Basic "+f.APIKey)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := f.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest {
-			t.Errorf("%s: status %d, want 400", body, resp.StatusCode)
-		}
-	}
+	)
 	if f.AcceptedFor("") != 0 {
 		t.Fatal("fake accepted a malformed request")
 	}
 }
 
 func TestSendNetworkErrors(t *testing.T) {
-	// Nothing listens: the request never left, so it is safe to retry at once.
-	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
-	srv.Close()
-	_, err := NewSender(url, "k", nil).Send(context.Background(), "r", "919876543210", "hi", nil)
-	var se *SendError
-	if !errors.As(err, &se) || se.Permanent() || se.MaybeAccepted() {
-		t.Fatalf("dial failure: %v (ambiguous=%v)", err, se != nil && se.MaybeAccepted())
-	}
-
-	// A timeout after the request was written: Interakt may have taken it.
 	f, s := sendFake(t)
 	f.SetLatency(time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err = s.Send(ctx, "r", "919876543210", "hi", nil)
-	if !errors.As(err, &se) || se.Permanent() || !se.MaybeAccepted() || se.Code != "timeout" {
-		t.Fatalf("timeout: %v", err)
-	}
+	providertest.CheckNetworkErrors(t,
+		func(ctx context.Context, url string) error {
+			_, err := NewSender(url, "k", nil).Send(ctx, "r", "919876543210", "hi", nil)
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := s.Send(ctx, "r", "919876543210", "hi", nil)
+			return err
+		})
 }
 
 func TestSendPhoneDigits(t *testing.T) {

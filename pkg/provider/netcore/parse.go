@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/phonenum"
+	"github.com/chatwire/chatwire/pkg/provider/webhookjson"
 )
 
 // ErrParse is wrapped by every error Parse returns: the body is not JSON or has neither
@@ -98,17 +100,17 @@ func parseList(raw json.RawMessage) ([]json.RawMessage, error) {
 
 // parseIncoming normalizes one incoming_message item; a non-empty reason says why it could not.
 func parseIncoming(raw json.RawMessage, now time.Time) (event.InboundMessage, string) {
-	var it whObject
+	var it webhookjson.Object
 	if err := json.Unmarshal(raw, &it); err != nil || it == nil {
 		return event.InboundMessage{}, "item is not an object"
 	}
 	m := event.InboundMessage{
 		Channel:    event.ChannelNetcore,
-		ExternalID: it.str("message_id"),
-		FromPhone:  parseDigits(it.str("from")),
-		FromName:   it.str("from_name"),
-		ToPhone:    parseDigits(it.str("to")),
-		ReceivedAt: parseFirstTime(now, it.str("received_at"), it.str("timestamp")),
+		ExternalID: it.Str("message_id"),
+		FromPhone:  phonenum.Digits(it.Str("from")),
+		FromName:   it.Str("from_name"),
+		ToPhone:    phonenum.Digits(it.Str("to")),
+		ReceivedAt: webhookjson.FirstTime(webhookjson.EpochOrTime, now, it.Str("received_at"), it.Str("timestamp")),
 		Payload:    raw,
 	}
 	m.Account = m.ToPhone
@@ -121,29 +123,29 @@ func parseIncoming(raw json.RawMessage, now time.Time) (event.InboundMessage, st
 	// context is "", null or an object; only the object says which message this one answers.
 	// ncmessage_id is Netcore's id of a message we sent (what our outbound rows carry); message_id
 	// is the WhatsApp id, which is what a customer's own earlier message is stored under.
-	if ctx := it.obj("context"); ctx != nil {
-		m.ReplyToExternalID = parseFirst(ctx.str("ncmessage_id"), ctx.str("message_id"))
+	if ctx := it.Obj("context"); ctx != nil {
+		m.ReplyToExternalID = webhookjson.First(ctx.Str("ncmessage_id"), ctx.Str("message_id"))
 	}
 	parseContent(&m, it)
 	return m, ""
 }
 
 // parseContent fills Type, Text and Media from message_type and its <type>_type object.
-func parseContent(m *event.InboundMessage, it whObject) {
-	mt := strings.ToLower(it.str("message_type"))
-	content := it.obj(mt + "_type")
+func parseContent(m *event.InboundMessage, it webhookjson.Object) {
+	mt := strings.ToLower(it.Str("message_type"))
+	content := it.Obj(mt + "_type")
 	if content == nil {
-		content = it.obj("type_" + mt)
+		content = it.Obj("type_" + mt)
 	}
 	media := func(typ string) {
 		m.Type = typ
 		md := &event.Media{
-			ProviderMediaID: content.str("id"),
-			URL:             parseFirst(content.str("url"), content.str("link")),
-			MimeType:        content.str("mime_type"),
-			SHA256:          content.str("sha256"),
-			Filename:        content.str("filename"),
-			Caption:         content.str("caption"),
+			ProviderMediaID: content.Str("id"),
+			URL:             webhookjson.First(content.Str("url"), content.Str("link")),
+			MimeType:        content.Str("mime_type"),
+			SHA256:          content.Str("sha256"),
+			Filename:        content.Str("filename"),
+			Caption:         content.Str("caption"),
 		}
 		if *md != (event.Media{}) {
 			m.Media = md
@@ -153,7 +155,7 @@ func parseContent(m *event.InboundMessage, it whObject) {
 	switch mt {
 	case "text":
 		m.Type = event.TypeText
-		m.Text = parseFirst(content.str("text"), content.str("body"), it.str("text_type"))
+		m.Text = webhookjson.First(content.Str("text"), content.Str("body"), it.Str("text_type"))
 	case "image":
 		media(event.TypeImage)
 	case "video":
@@ -169,30 +171,30 @@ func parseContent(m *event.InboundMessage, it whObject) {
 		m.Text = parseLocationText(content)
 	case "reaction":
 		m.Type = event.TypeReaction
-		m.Text = content.str("emoji")
-		if id := content.str("message_id"); id != "" {
+		m.Text = content.Str("emoji")
+		if id := content.Str("message_id"); id != "" {
 			m.ReplyToExternalID = id
 		}
 	case "button":
 		m.Type = event.TypeInteractive
-		m.Text = parseFirst(content.str("text"), content.str("title"), content.str("payload"))
+		m.Text = webhookjson.First(content.Str("text"), content.Str("title"), content.Str("payload"))
 	case "interactive":
 		m.Type = event.TypeInteractive
 		for _, k := range []string{"button_reply", "list_reply"} {
-			if r := content.obj(k); r != nil {
-				m.Text = parseFirst(r.str("title"), r.str("id"))
+			if r := content.Obj(k); r != nil {
+				m.Text = webhookjson.First(r.Str("title"), r.Str("id"))
 				break
 			}
 		}
 		if m.Text == "" {
-			m.Text = parseFirst(content.str("title"), content.str("text"))
+			m.Text = webhookjson.First(content.Str("title"), content.Str("text"))
 		}
 	case "contacts", "contact":
 		m.Type = event.TypeContacts
 		m.Text = parseContactsText(it[mt+"_type"])
 	case "template":
 		m.Type = event.TypeTemplate
-		m.Text = content.str("text")
+		m.Text = content.Str("text")
 	default:
 		// Unknown types are kept as "unknown"; the raw item travels in Payload.
 		m.Type = event.TypeUnknown
@@ -200,14 +202,14 @@ func parseContent(m *event.InboundMessage, it whObject) {
 }
 
 // parseLocationText renders "lat,long name address".
-func parseLocationText(loc whObject) string {
-	lat, long := loc.str("latitude"), loc.str("longitude")
+func parseLocationText(loc webhookjson.Object) string {
+	lat, long := loc.Str("latitude"), loc.Str("longitude")
 	var parts []string
 	if lat != "" || long != "" {
 		parts = append(parts, lat+","+long)
 	}
 	for _, k := range []string{"name", "address"} {
-		if s := loc.str(k); s != "" {
+		if s := loc.Str(k); s != "" {
 			parts = append(parts, s)
 		}
 	}
@@ -216,26 +218,26 @@ func parseLocationText(loc whObject) string {
 
 // parseContactsText lists the shared contacts' names and numbers.
 func parseContactsText(raw json.RawMessage) string {
-	var list []whObject
+	var list []webhookjson.Object
 	if err := json.Unmarshal(raw, &list); err != nil {
-		var one whObject
+		var one webhookjson.Object
 		if err := json.Unmarshal(raw, &one); err != nil || one == nil {
 			return ""
 		}
 		if c, ok := one["contacts"]; ok {
 			_ = json.Unmarshal(c, &list)
 		} else {
-			list = []whObject{one}
+			list = []webhookjson.Object{one}
 		}
 	}
 	var out []string
 	for _, c := range list {
-		name := parseFirst(c.obj("name").str("formatted_name"), c.str("name"))
+		name := webhookjson.First(c.Obj("name").Str("formatted_name"), c.Str("name"))
 		var phones []string
-		var ps []whObject
+		var ps []webhookjson.Object
 		if err := json.Unmarshal(c["phones"], &ps); err == nil {
 			for _, p := range ps {
-				if s := p.str("phone"); s != "" {
+				if s := p.Str("phone"); s != "" {
 					phones = append(phones, s)
 				}
 			}
@@ -262,18 +264,18 @@ var parseStatuses = map[string]string{
 
 // parseDelivery normalizes one delivery_status item; a non-empty reason says why it could not.
 func parseDelivery(raw json.RawMessage, now time.Time) (event.StatusUpdate, string) {
-	var it whObject
+	var it webhookjson.Object
 	if err := json.Unmarshal(raw, &it); err != nil || it == nil {
 		return event.StatusUpdate{}, "item is not an object"
 	}
 	st := event.StatusUpdate{
 		Channel:    event.ChannelNetcore,
-		ExternalID: it.str("ncmessage_id"),
-		Reference:  parseFirst(it.str("x-apiheader"), it.str("x_apiheader")),
-		At:         parseFirstTime(now, it.str("received_at"), it.str("timestamp")),
+		ExternalID: it.Str("ncmessage_id"),
+		Reference:  webhookjson.First(it.Str("x-apiheader"), it.Str("x_apiheader")),
+		At:         webhookjson.FirstTime(webhookjson.EpochOrTime, now, it.Str("received_at"), it.Str("timestamp")),
 		Payload:    raw,
 	}
-	rawStatus := it.str("status")
+	rawStatus := it.Str("status")
 	st.Status = parseStatuses[strings.ToLower(rawStatus)]
 	switch {
 	case st.ExternalID == "" && st.Reference == "":
@@ -282,19 +284,10 @@ func parseDelivery(raw json.RawMessage, now time.Time) (event.StatusUpdate, stri
 		return st, "unknown status " + strconv.Quote(parseCut(rawStatus))
 	}
 	if st.Status == event.StatusFailed {
-		st.ErrorCode = parseFirst(it.str("error_code"), it.str("code"))
-		st.ErrorText = parseFirst(it.str("status_remark"), it.str("error_message"))
+		st.ErrorCode = webhookjson.First(it.Str("error_code"), it.Str("code"))
+		st.ErrorText = webhookjson.First(it.Str("status_remark"), it.Str("error_message"))
 	}
 	return st, ""
-}
-
-func parseFirst(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // parseCut bounds a provider-chosen value before it goes into an error or a log line.

@@ -3,29 +3,30 @@ package netcore
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/providertest"
 )
 
 var parseNow = time.Date(2026, 2, 23, 23, 59, 0, 0, time.UTC)
 
-type wantMsg struct {
-	ExternalID, Type, Text, FromPhone, FromName, ToPhone, ReplyTo string
-	Media                                                         *event.Media
-	ReceivedAt                                                    time.Time
-}
-
-type wantStatus struct {
-	ExternalID, Reference, Status, ErrorCode, ErrorText string
-	At                                                  time.Time
-}
+type (
+	wantMsg    = providertest.WantMsg
+	wantStatus = providertest.WantStatus
+)
 
 func unix(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+// parseCase is what one testdata webhook must parse into.
+type parseCase struct {
+	msgs     []wantMsg
+	statuses []wantStatus
+	invalid  []string // reason prefixes
+	err      bool     // Parse must fail with ErrParse
+}
 
 func TestParseTestdata(t *testing.T) {
 	const cust, biz = "919201053157", "912249757556"
@@ -34,12 +35,7 @@ func TestParseTestdata(t *testing.T) {
 			ReceivedAt: unix(at), Media: media}
 	}
 	reply := func(m wantMsg, to string) wantMsg { m.ReplyTo = to; return m }
-	tests := map[string]struct {
-		msgs     []wantMsg
-		statuses []wantStatus
-		invalid  []string // reason prefixes
-		err      bool
-	}{
+	tests := map[string]parseCase{
 		"text": {msgs: []wantMsg{msg("wamid.HBgMOTE5MjAxMDUzMTU3FQIAEhggQjQ1RkQ2MEFCQzEyMzQ1Njc4OTAA", "text", "Message content", 1740305701, nil)}},
 		"batch_media": {msgs: []wantMsg{
 			msg("wamid.IMG001", "image", "Broken seal", 1740305710, &event.Media{ProviderMediaID: "1234567890123456", MimeType: "image/jpeg",
@@ -79,106 +75,33 @@ func TestParseTestdata(t *testing.T) {
 		"invalid_not_json": {err: true},
 		"invalid_shape":    {err: true},
 	}
-	files, _ := filepath.Glob("testdata/webhook/*.json")
-	if len(files) != len(tests) {
-		t.Errorf("%d testdata files but %d table entries: every payload needs an expectation", len(files), len(tests))
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		tc, ok := tests[name]
-		if !ok {
-			t.Errorf("testdata/webhook/%s.json has no table entry", name)
-			continue
+	providertest.EachWebhook(t, tests, func(t *testing.T, body []byte, tc parseCase) {
+		res, err := Parse(body, parseNow)
+		if !providertest.Parsed(t, err, ErrParse, tc.err, res) {
+			return
 		}
-		t.Run(name, func(t *testing.T) {
-			body, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+		providertest.CheckMessages(t, res.Messages, tc.msgs)
+		for i, m := range res.Messages {
+			if m.Channel != event.ChannelNetcore || m.Account != biz || !json.Valid(m.Payload) {
+				t.Errorf("message %d: channel %q account %q payload valid %v", i, m.Channel, m.Account, json.Valid(m.Payload))
 			}
-			res, err := Parse(body, parseNow)
-			if tc.err {
-				if !errors.Is(err, ErrParse) {
-					t.Fatalf("want an ErrParse error, got %v (result %+v)", err, res)
-				}
-				return
+			var own struct {
+				MessageID string `json:"message_id"`
 			}
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
+			if err := json.Unmarshal(m.Payload, &own); err != nil || own.MessageID != m.ExternalID {
+				t.Errorf("message %d: payload must be this message's own item, got message_id %q", i, own.MessageID)
 			}
-			if len(res.Messages) != len(tc.msgs) {
-				t.Fatalf("got %d messages, want %d: %+v", len(res.Messages), len(tc.msgs), res.Messages)
+		}
+		providertest.CheckStatuses(t, res.Statuses, tc.statuses)
+		if len(res.Invalid) != len(tc.invalid) {
+			t.Fatalf("got invalid %+v, want %v", res.Invalid, tc.invalid)
+		}
+		for i, r := range tc.invalid {
+			if !strings.HasPrefix(res.Invalid[i].Reason, r) || !json.Valid(res.Invalid[i].Raw) {
+				t.Errorf("invalid %d: %q, want reason %q and the raw item kept", i, res.Invalid[i].Reason, r)
 			}
-			for i, w := range tc.msgs {
-				m := res.Messages[i]
-				got := wantMsg{ExternalID: m.ExternalID, Type: m.Type, Text: m.Text, FromPhone: m.FromPhone, FromName: m.FromName,
-					ToPhone: m.ToPhone, ReplyTo: m.ReplyToExternalID, Media: m.Media, ReceivedAt: m.ReceivedAt}
-				if !wantEqual(got, w) {
-					t.Errorf("message %d:\n got %+v (media %+v)\nwant %+v (media %+v)", i, got, got.Media, w, w.Media)
-				}
-				if m.Channel != event.ChannelNetcore || m.Account != biz || !json.Valid(m.Payload) {
-					t.Errorf("message %d: channel %q account %q payload valid %v", i, m.Channel, m.Account, json.Valid(m.Payload))
-				}
-				var own struct {
-					MessageID string `json:"message_id"`
-				}
-				if err := json.Unmarshal(m.Payload, &own); err != nil || own.MessageID != m.ExternalID {
-					t.Errorf("message %d: payload must be this message's own item, got message_id %q", i, own.MessageID)
-				}
-				checkWire(t, m)
-			}
-			if len(res.Statuses) != len(tc.statuses) {
-				t.Fatalf("got %d statuses, want %d", len(res.Statuses), len(tc.statuses))
-			}
-			for i, w := range tc.statuses {
-				s := res.Statuses[i]
-				got := wantStatus{ExternalID: s.ExternalID, Reference: s.Reference, Status: s.Status, ErrorCode: s.ErrorCode, ErrorText: s.ErrorText, At: s.At}
-				if got != w {
-					t.Errorf("status %d:\n got %+v\nwant %+v", i, got, w)
-				}
-				checkWireStatus(t, s)
-			}
-			if len(res.Invalid) != len(tc.invalid) {
-				t.Fatalf("got invalid %+v, want %v", res.Invalid, tc.invalid)
-			}
-			for i, r := range tc.invalid {
-				if !strings.HasPrefix(res.Invalid[i].Reason, r) || !json.Valid(res.Invalid[i].Raw) {
-					t.Errorf("invalid %d: %q, want reason %q and the raw item kept", i, res.Invalid[i].Reason, r)
-				}
-			}
-		})
-	}
-}
-
-func wantEqual(a, b wantMsg) bool {
-	am, bm := a.Media, b.Media
-	a.Media, b.Media = nil, nil
-	if a != b || (am == nil) != (bm == nil) {
-		return false
-	}
-	return am == nil || *am == *bm
-}
-
-func checkWire(t testing.TB, m event.InboundMessage) {
-	t.Helper()
-	m.ID = "01JMZ8Q3V8T4ZP3W7H5C2N9K6R"
-	data, err := event.Encode(&m)
-	if err != nil {
-		t.Fatalf("encode: %v", err)
-	}
-	if _, err := event.Decode[event.InboundMessage](data); err != nil {
-		t.Fatalf("the ingestor would refuse this message: %v", err)
-	}
-}
-
-func checkWireStatus(t testing.TB, s event.StatusUpdate) {
-	t.Helper()
-	data, err := event.Encode(&s)
-	if err != nil {
-		t.Fatalf("encode: %v", err)
-	}
-	if _, err := event.Decode[event.StatusUpdate](data); err != nil {
-		t.Fatalf("the ingestor would refuse this status: %v", err)
-	}
+		}
+	})
 }
 
 func TestParseTolerance(t *testing.T) {
@@ -208,14 +131,7 @@ func TestParseTolerance(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob("testdata/webhook/*.json")
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	providertest.SeedWebhooks(f)
 	f.Add([]byte(`{"incoming_message":[{"message_id":"x","from":"1","message_type":"CONTACTS","contacts_type":{"contacts":[{"name":"a"}]}}]}`))
 	f.Add([]byte(`{"delivery_status":[{"x-apiheader":"r","status":"Failed","received_at":"NaN"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -227,10 +143,10 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, m := range res.Messages {
-			checkWire(t, m)
+			providertest.CheckWire(t, m)
 		}
 		for _, s := range res.Statuses {
-			checkWireStatus(t, s)
+			providertest.CheckWireStatus(t, s)
 		}
 		for _, inv := range res.Invalid {
 			if len(inv.Raw) == 0 || inv.Reason == "" {

@@ -4,40 +4,32 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/phonenum"
+	"github.com/chatwire/chatwire/pkg/provider/sendapi"
 )
 
 // SendPath is the path of Netcore's WhatsApp message API under its base URL.
 const SendPath = "/api/v2/message/"
 
-// sendMaxResponse bounds how much of a response body is read.
-const sendMaxResponse = 64 << 10
-
 // Sender sends session messages (text, and image/document/video/audio by URL) through Netcore's
 // own message API — Netcore's message[] body, not the Meta Cloud API body the original system
 // wrongly used. It is safe for concurrent use.
 type Sender struct {
-	url    string
-	auth   string
-	client *http.Client
+	api *sendapi.Client
 }
 
 // NewSender returns a Sender for the API at baseURL (https://waapi.pepipost.com; a value that
 // already ends in /api/v2/message/ is accepted) with the API key sent as a Bearer token. client's
-// Timeout is a backstop; callers bound each send with a context.
+// Timeout is a backstop (30 s when nil); callers bound each send with a context.
 func NewSender(baseURL, apiKey string, client *http.Client) *Sender {
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
 	base := strings.TrimSuffix(strings.TrimSuffix(baseURL, "/"), strings.TrimSuffix(SendPath, "/"))
-	return &Sender{url: base + SendPath, auth: "Bearer " + strings.TrimSpace(apiKey), client: client}
+	return &Sender{api: sendapi.NewClient("netcore", base+SendPath, "Bearer "+strings.TrimSpace(apiKey), client)}
 }
 
 // SendRequest is Netcore's send body: a batch of messages, of which chatwire sends one.
@@ -131,7 +123,7 @@ const CodeWindowClosed = "8007"
 
 // NewSendRequest builds the body for one reply; ref is our message id (x-apiheader).
 func NewSendRequest(ref, phone, text string, media *event.Media) SendRequest {
-	m := SendMessage{RecipientWhatsapp: sendPhone(phone), RecipientType: "individual", XAPIHeader: ref}
+	m := SendMessage{RecipientWhatsapp: phonenum.Digits(phone), RecipientType: "individual", XAPIHeader: ref}
 	if media != nil && media.URL != "" {
 		caption := media.Caption
 		if caption == "" {
@@ -168,41 +160,9 @@ func SendAttachmentType(m *event.Media) string {
 	return SendAttachDocument
 }
 
-// sendPhone keeps the stored number's digits (country code included, no '+').
-func sendPhone(p string) string {
-	var b strings.Builder
-	for _, r := range p {
-		if r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // Send sends one reply to phone and returns Netcore's ncmessage_id. Errors are *SendError.
 func (s *Sender) Send(ctx context.Context, ref, phone, text string, media *event.Media) (string, error) {
-	body, err := json.Marshal(NewSendRequest(ref, phone, text, media))
-	if err != nil {
-		return "", &SendError{Code: "encode", Text: err.Error(), Err: err}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
-	if err != nil {
-		return "", &SendError{Code: "request", Text: err.Error(), Err: err}
-	}
-	req.Header.Set("Authorization", s.auth)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return "", sendNetworkError(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, sendMaxResponse))
-	if err != nil {
-		return "", &SendError{HTTPStatus: resp.StatusCode, Code: "network", Text: "reading response: " + err.Error(),
-			Temporary: true, Ambiguous: true, Err: err}
-	}
-	return sendInterpret(resp.StatusCode, resp.Header, raw)
+	return s.api.Post(ctx, NewSendRequest(ref, phone, text, media), sendInterpret)
 }
 
 // sendInterpret turns an HTTP answer into the ncmessage_id or a classified *SendError.
@@ -234,7 +194,7 @@ func sendInterpret(status int, h http.Header, raw []byte) (string, error) {
 		if jsonErr != nil || !strings.EqualFold(r.Status, "success") {
 			// A 2xx we cannot read: the message may be on its way, so the outcome is unknown.
 			return "", &SendError{HTTPStatus: status, Code: "bad_response",
-				Text: "unreadable success response: " + sendSnippet(raw), Temporary: true, Ambiguous: true}
+				Text: "unreadable success response: " + sendapi.Snippet(raw), Temporary: true, Ambiguous: true}
 		}
 		if r.Data == nil {
 			return "", nil
@@ -248,27 +208,5 @@ func sendReason(r SendResponse, raw []byte) string {
 	if r.Error != nil && r.Error.Message != "" {
 		return r.Error.Message
 	}
-	return sendSnippet(raw)
-}
-
-func sendSnippet(raw []byte) string {
-	s := strings.TrimSpace(string(raw))
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	if s == "" {
-		s = "(empty body)"
-	}
-	return s
-}
-
-// sendNetworkError classifies a failed round trip. A dial failure never reached Netcore; any other
-// failure (timeout, reset, EOF) may have happened after Netcore accepted the message.
-func sendNetworkError(err error) *SendError {
-	e := &SendError{Code: "network", Text: err.Error(), Temporary: true, Err: err}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || sendIsTimeout(err) {
-		e.Code = "timeout"
-	}
-	e.Ambiguous = !sendIsDialError(err)
-	return e
+	return sendapi.Snippet(raw)
 }

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/provider/providertest"
 )
 
 // Documented shapes (shared/PROVIDERS.md, Netcore "Send"). The contract tests compare our requests
@@ -26,39 +25,6 @@ const (
 	sendDocFailure = `{"status":"failure","error":{"code":"8006","message":"…"}}`
 )
 
-func sendShape(t *testing.T, raw []byte) any {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		t.Fatalf("not JSON: %v: %s", err, raw)
-	}
-	var walk func(any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case map[string]any:
-			out := map[string]any{}
-			for k, e := range x {
-				out[k] = walk(e)
-			}
-			return out
-		case []any:
-			out := make([]any, len(x))
-			for i, e := range x {
-				out[i] = walk(e)
-			}
-			return out
-		case string:
-			return "string"
-		case bool:
-			return "bool"
-		case float64:
-			return "number"
-		}
-		return "null"
-	}
-	return walk(v)
-}
-
 func sendFake(t *testing.T) (*FakeServer, *Sender) {
 	t.Helper()
 	f := NewFake("nc-key")
@@ -72,22 +38,7 @@ func TestSendContractTextRequestMatchesDocumentation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	reqs := f.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("fake got %d requests", len(reqs))
-	}
-	var got, want any
-	_ = json.Unmarshal(reqs[0].Raw, &got)
-	_ = json.Unmarshal([]byte(sendDocRequest), &want)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("request body\n got %s\nwant %s", reqs[0].Raw, sendDocRequest)
-	}
-	if reqs[0].Auth != "Bearer nc-key" {
-		t.Fatalf("Authorization = %q", reqs[0].Auth)
-	}
-	if id == "" || id != reqs[0].ID {
-		t.Fatalf("returned id %q, fake issued ncmessage_id %q", id, reqs[0].ID)
-	}
+	providertest.CheckOneSend(t, f.Requests(), id, sendDocRequest, "Bearer nc-key")
 }
 
 func TestSendAcceptsLegacyFullURL(t *testing.T) {
@@ -112,74 +63,24 @@ func TestSendContractFakeAnswersAsDocumented(t *testing.T) {
 			f, _ := sendFake(t)
 			f.Enqueue(tc.reply)
 			body, _ := json.Marshal(NewSendRequest("x", "919201053157", "hi", nil))
-			req, _ := http.NewRequest(http.MethodPost, f.URL+SendPath, strings.NewReader(string(body)))
-			req.Header.Set("Authorization", "Bearer "+f.APIKey)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := f.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var raw json.RawMessage
-			if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-				t.Fatalf("fake answered non-JSON: %v", err)
-			}
-			if got, want := sendShape(t, raw), sendShape(t, []byte(tc.doc)); !reflect.DeepEqual(got, want) {
-				t.Fatalf("fake answer shape %v, documented %v (%s)", got, want, raw)
-			}
+			providertest.CheckAnswerShape(t, f.Client(), f.URL+SendPath, "Bearer "+f.APIKey, string(body), tc.doc)
 		})
 	}
 }
 
 func TestSendInterpretsDocumentedAnswers(t *testing.T) {
-	cases := []struct {
-		name          string
-		status        int
-		header        http.Header
-		body          string
-		wantID        string
-		wantPermanent bool
-		wantAmbiguous bool
-		wantCode      string
-		wantWait      time.Duration
-	}{
-		{name: "success", status: 200, body: sendDocSuccess, wantID: "<ncmessage_id>"},
-		{name: "failure with 200", status: 200, body: sendDocFailure, wantPermanent: true, wantCode: "8006"},
-		{name: "8007 outside window", status: 400, body: FakeOutsideWindow.Body, wantPermanent: true, wantCode: "8007"},
-		{name: "numeric code", status: 200, body: `{"status":"failure","error":{"code":8003,"message":"bad"}}`, wantPermanent: true, wantCode: "8003"},
-		{name: "bad key", status: 401, body: `{"status":"failure","error":{"code":"401","message":"Unauthorized"}}`, wantPermanent: true, wantCode: "401"},
-		{name: "plain 403", status: 403, body: `forbidden`, wantPermanent: true, wantCode: "http_403"},
-		{name: "503 retries", status: 503, body: `<html>`, wantCode: "http_503"},
-		{name: "429 honours Retry-After", status: 429, header: http.Header{"Retry-After": {"3"}}, body: ``, wantCode: "http_429", wantWait: 3 * time.Second},
-		{name: "504 may have been accepted", status: 504, body: ``, wantCode: "http_504", wantAmbiguous: true},
-		{name: "unreadable 200", status: 200, body: `{"status":"queued?"}`, wantCode: "bad_response", wantAmbiguous: true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			h := tc.header
-			if h == nil {
-				h = http.Header{}
-			}
-			id, err := sendInterpret(tc.status, h, []byte(tc.body))
-			if tc.wantID != "" {
-				if err != nil || id != tc.wantID {
-					t.Fatalf("got %q, %v; want %q", id, err, tc.wantID)
-				}
-				return
-			}
-			var se *SendError
-			if !errors.As(err, &se) {
-				t.Fatalf("error %v is not a *SendError", err)
-			}
-			if se.Permanent() != tc.wantPermanent || se.MaybeAccepted() != tc.wantAmbiguous ||
-				se.ProviderCode() != tc.wantCode || se.RetryAfter() != tc.wantWait {
-				t.Fatalf("got permanent=%v ambiguous=%v code=%q wait=%v", se.Permanent(), se.MaybeAccepted(), se.ProviderCode(), se.RetryAfter())
-			}
-			if se.ProviderText() == "" {
-				t.Fatal("empty reason")
-			}
-		})
-	}
+	providertest.CheckInterpret(t, sendInterpret, []providertest.InterpretCase{
+		{Name: "success", Status: 200, Body: sendDocSuccess, WantID: "<ncmessage_id>"},
+		{Name: "failure with 200", Status: 200, Body: sendDocFailure, WantPermanent: true, WantCode: "8006"},
+		{Name: "8007 outside window", Status: 400, Body: FakeOutsideWindow.Body, WantPermanent: true, WantCode: "8007"},
+		{Name: "numeric code", Status: 200, Body: `{"status":"failure","error":{"code":8003,"message":"bad"}}`, WantPermanent: true, WantCode: "8003"},
+		{Name: "bad key", Status: 401, Body: `{"status":"failure","error":{"code":"401","message":"Unauthorized"}}`, WantPermanent: true, WantCode: "401"},
+		{Name: "plain 403", Status: 403, Body: `forbidden`, WantPermanent: true, WantCode: "http_403"},
+		{Name: "503 retries", Status: 503, Body: `<html>`, WantCode: "http_503"},
+		{Name: "429 honours Retry-After", Status: 429, Header: http.Header{"Retry-After": {"3"}}, Body: ``, WantCode: "http_429", WantWait: 3 * time.Second},
+		{Name: "504 may have been accepted", Status: 504, Body: ``, WantCode: "http_504", WantAmbiguous: true},
+		{Name: "unreadable 200", Status: 200, Body: `{"status":"queued?"}`, WantCode: "bad_response", WantAmbiguous: true},
+	})
 }
 
 func TestSendThroughFakeFailures(t *testing.T) {
@@ -189,6 +90,9 @@ func TestSendThroughFakeFailures(t *testing.T) {
 	var se *SendError
 	if !errors.As(err, &se) || se.Permanent() || se.MaybeAccepted() {
 		t.Fatalf("503: got %v", err)
+	}
+	if want := "netcore: HTTP 503 http_503: "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error message %q, want it to start with %q", err, want)
 	}
 	_, err = s.Send(context.Background(), "r1", "919201053157", "hi", nil)
 	if !errors.As(err, &se) || !se.Permanent() || se.Code != CodeWindowClosed || !strings.Contains(se.Text, "24 hours") {
@@ -227,42 +131,25 @@ func TestSendMediaRequests(t *testing.T) {
 
 func TestSendFakeRefusesMalformedRequests(t *testing.T) {
 	f, _ := sendFake(t)
-	for _, body := range []string{
+	providertest.CheckRefused(t, f.Client(), f.URL+SendPath, "Bearer "+f.APIKey,
 		// The Meta Cloud API body the original system wrongly sent.
 		`{"messaging_product":"whatsapp","to":"919201053157","type":"text","text":{"body":"hi"}}`,
 		`{"message":[{"recipient_whatsapp":"919201053157","recipient_type":"individual","message_type":"text","type_text":[{"preview_url":false,"content":"hi"}]}]}`,
 		`{"message":[{"recipient_whatsapp":"+919201053157","recipient_type":"individual","message_type":"text","type_text":[{"preview_url":"false","content":"hi"}]}]}`,
 		`{"message":[{"recipient_whatsapp":"919201053157","recipient_type":"individual","message_type":"media","type_media":[{"attachment":{"attachment_type":"image"}}]}]}`,
-	} {
-		req, _ := http.NewRequest(http.MethodPost, f.URL+SendPath, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+f.APIKey)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := f.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest {
-			t.Errorf("%s: status %d, want 400", body, resp.StatusCode)
-		}
-	}
+	)
 }
 
 func TestSendNetworkErrors(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
-	srv.Close()
-	_, err := NewSender(url, "k", nil).Send(context.Background(), "r", "919201053157", "hi", nil)
-	var se *SendError
-	if !errors.As(err, &se) || se.Permanent() || se.MaybeAccepted() {
-		t.Fatalf("dial failure: %v", err)
-	}
 	f, s := sendFake(t)
 	f.SetLatency(time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err = s.Send(ctx, "r", "919201053157", "hi", nil)
-	if !errors.As(err, &se) || se.Permanent() || !se.MaybeAccepted() || se.Code != "timeout" {
-		t.Fatalf("timeout: %v", err)
-	}
+	providertest.CheckNetworkErrors(t,
+		func(ctx context.Context, url string) error {
+			_, err := NewSender(url, "k", nil).Send(ctx, "r", "919201053157", "hi", nil)
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := s.Send(ctx, "r", "919201053157", "hi", nil)
+			return err
+		})
 }
