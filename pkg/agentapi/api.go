@@ -228,7 +228,7 @@ func (a *API) listConversations(c echo.Context) error {
 		out.NextCursor = convCursor(rows[limit-1]).String()
 	}
 	for i := range rows {
-		out.Items = append(out.Items, rows[i].data())
+		out.Items = append(out.Items, rows[i].Data())
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -243,7 +243,7 @@ func (a *API) getConversation(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return c.JSON(http.StatusOK, r.data())
+	return c.JSON(http.StatusOK, r.Data())
 }
 
 // GET /api/conversations/:id/messages?limit=&before=
@@ -274,7 +274,7 @@ func (a *API) listMessages(c echo.Context) error {
 		out.NextCursor = msgCursor(rows[limit-1]).String()
 	}
 	for i := range rows {
-		out.Items = append(out.Items, rows[i].data())
+		out.Items = append(out.Items, rows[i].Data())
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -317,8 +317,8 @@ func (a *API) patchConversation(c echo.Context) error {
 // from updated_at, which a request that changes nothing leaves alone: repeating the request
 // re-publishes the same id (JetStream drops the copy), so a client that got 503 because the
 // publish failed after the commit just retries, and the event is not lost.
-func (a *API) updated(c echo.Context, r convRow, what string) error {
-	d := r.data()
+func (a *API) updated(c echo.Context, r store.ConversationRow, what string) error {
+	d := r.Data()
 	body, err := json.Marshal(d)
 	if err != nil {
 		return err

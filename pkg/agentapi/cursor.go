@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/chatwire/chatwire/pkg/store"
 )
 
 // cursor is a keyset pagination position: the sort key of the last item of a page. It travels as
@@ -73,11 +75,11 @@ func parseCursor(s, kind string) (*cursor, error) {
 	return c, nil
 }
 
-func convCursor(r convRow) cursor {
+func convCursor(r store.ConversationRow) cursor {
 	if !r.LastMessageAt.Valid {
 		return cursor{kind: "c", null: true, id: r.ID}
 	}
 	return cursor{kind: "c", at: r.LastMessageAt.Time, id: r.ID}
 }
 
-func msgCursor(r msgRow) cursor { return cursor{kind: "m", at: r.CreatedAt, id: r.ID} }
+func msgCursor(r store.MessageRow) cursor { return cursor{kind: "m", at: r.CreatedAt, id: r.ID} }

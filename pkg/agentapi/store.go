@@ -10,7 +10,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/chatwire/chatwire/pkg/event"
 	"github.com/chatwire/chatwire/pkg/notify"
 	"github.com/chatwire/chatwire/pkg/store"
 )
@@ -24,12 +23,8 @@ var errNotFound = errors.New("conversation not found")
 // sees unassigned conversations. Teams compare case-insensitively, as on the WebSocket.
 const visibleSQL = `($1::bool OR coalesce(nullif(lower(btrim(c.assigned_team)), ''), $3::text) = ANY($2::text[]))`
 
-const convCols = `c.id, c.phone_number, c.customer_name, c.status, c.assigned_team, c.assigned_agent, c.channel,
-	c.last_message_at, c.unread_count, c.created_at, c.updated_at`
-
-const msgCols = `m.id, m.conversation_id, m.direction, m.message_type, m.content, m.media_url, m.channel,
-	m.external_message_id, m.sender_type, m.sender_name, m.agent_id, m.status, m.status_at, m.error_code,
-	m.error_text, m.summary, m.suggested_team, m.created_at`
+// The statements below select or return columns of one table each, so the shared column lists
+// need no alias (c and m only qualify the WHERE clauses).
 
 // Conversation list: newest activity first, conversations without any message last, keyset
 // pagination on (last_message_at, id). The two parts are separate queries because one ORDER BY
@@ -38,7 +33,7 @@ const msgCols = `m.id, m.conversation_id, m.direction, m.message_type, m.content
 // and stops after a page. The variants are chosen by code, never built from input.
 // $4 status filter (empty = any), $5 limit, then the cursor ($6 time, $7 id; or $6 id).
 const (
-	listConvHead = `SELECT ` + convCols + ` FROM conversations c
+	listConvHead = `SELECT ` + store.ConversationColumns + ` FROM conversations c
  WHERE ` + visibleSQL + ` AND ($4::text = '' OR c.status = $4::text)`
 	listConvActiveSQL = listConvHead + `
    AND c.last_message_at IS NOT NULL
@@ -59,16 +54,16 @@ const (
  LIMIT $5`
 )
 
-const getConvSQL = `SELECT ` + convCols + ` FROM conversations c WHERE ` + visibleSQL + ` AND c.id = $4::uuid`
+const getConvSQL = `SELECT ` + store.ConversationColumns + ` FROM conversations c WHERE ` + visibleSQL + ` AND c.id = $4::uuid`
 
 // History of one conversation, newest first by provider time. $1 conversation, $2 limit, $3/$4
 // the cursor.
 const (
-	listMsgSQL = `SELECT ` + msgCols + ` FROM chat_messages m
+	listMsgSQL = `SELECT ` + store.MessageColumns + ` FROM chat_messages m
  WHERE m.conversation_id = $1::uuid
  ORDER BY m.created_at DESC, m.id DESC
  LIMIT $2`
-	listMsgAfterSQL = `SELECT ` + msgCols + ` FROM chat_messages m
+	listMsgAfterSQL = `SELECT ` + store.MessageColumns + ` FROM chat_messages m
  WHERE m.conversation_id = $1::uuid AND (m.created_at, m.id) < ($3::timestamptz, $4::uuid)
  ORDER BY m.created_at DESC, m.id DESC
  LIMIT $2`
@@ -84,7 +79,7 @@ UPDATE conversations c SET unread_count = 0, updated_at = now()
  WHERE ` + visibleSQL + ` AND c.id = $4::uuid
    AND (c.unread_count <> 0 OR EXISTS (SELECT 1 FROM chat_messages m
          WHERE m.conversation_id = c.id AND m.direction = 'inbound' AND NOT m.is_read))
-RETURNING ` + convCols
+RETURNING ` + store.ConversationColumns
 
 const markMessagesReadSQL = `
 UPDATE chat_messages SET is_read = true
@@ -103,73 +98,9 @@ UPDATE conversations c
    AND (($5::text IS NOT NULL AND c.status IS DISTINCT FROM $5::text)
         OR ($6::bool AND c.assigned_team IS DISTINCT FROM nullif($7::text, ''))
         OR ($8::bool AND c.assigned_agent IS DISTINCT FROM nullif($9::text, '')))
-RETURNING ` + convCols
+RETURNING ` + store.ConversationColumns
 
 const commandConvSQL = `SELECT conversation_id FROM chat_messages WHERE command_id = $1`
-
-type convRow struct {
-	ID            string         `db:"id"`
-	PhoneNumber   string         `db:"phone_number"`
-	CustomerName  sql.NullString `db:"customer_name"`
-	Status        string         `db:"status"`
-	AssignedTeam  sql.NullString `db:"assigned_team"`
-	AssignedAgent sql.NullString `db:"assigned_agent"`
-	Channel       string         `db:"channel"`
-	LastMessageAt sql.NullTime   `db:"last_message_at"`
-	UnreadCount   int            `db:"unread_count"`
-	CreatedAt     time.Time      `db:"created_at"`
-	UpdatedAt     time.Time      `db:"updated_at"`
-}
-
-func (c *convRow) data() event.ConversationData {
-	d := event.ConversationData{
-		ID: c.ID, PhoneNumber: c.PhoneNumber, CustomerName: c.CustomerName.String, Status: c.Status,
-		AssignedTeam: c.AssignedTeam.String, AssignedAgent: c.AssignedAgent.String, Channel: c.Channel,
-		UnreadCount: c.UnreadCount, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
-	}
-	if c.LastMessageAt.Valid {
-		t := c.LastMessageAt.Time.UTC()
-		d.LastMessageAt = &t
-	}
-	return d
-}
-
-type msgRow struct {
-	ID             string         `db:"id"`
-	ConversationID string         `db:"conversation_id"`
-	Direction      string         `db:"direction"`
-	MessageType    string         `db:"message_type"`
-	Content        sql.NullString `db:"content"`
-	MediaURL       sql.NullString `db:"media_url"`
-	Channel        sql.NullString `db:"channel"`
-	ExternalID     sql.NullString `db:"external_message_id"`
-	SenderType     string         `db:"sender_type"`
-	SenderName     sql.NullString `db:"sender_name"`
-	AgentID        sql.NullString `db:"agent_id"`
-	Status         sql.NullString `db:"status"`
-	StatusAt       sql.NullTime   `db:"status_at"`
-	ErrorCode      sql.NullString `db:"error_code"`
-	ErrorText      sql.NullString `db:"error_text"`
-	Summary        sql.NullString `db:"summary"`
-	SuggestedTeam  sql.NullString `db:"suggested_team"`
-	CreatedAt      time.Time      `db:"created_at"`
-}
-
-func (r *msgRow) data() event.MessageData {
-	d := event.MessageData{
-		ID: r.ID, ConversationID: r.ConversationID, Direction: r.Direction, MessageType: r.MessageType,
-		Content: r.Content.String, MediaURL: r.MediaURL.String, Channel: r.Channel.String,
-		ExternalMessageID: r.ExternalID.String, SenderType: r.SenderType, SenderName: r.SenderName.String,
-		AgentID: r.AgentID.String, Status: r.Status.String, ErrorCode: r.ErrorCode.String,
-		ErrorText: r.ErrorText.String, Summary: r.Summary.String, SuggestedTeam: r.SuggestedTeam.String,
-		CreatedAt: r.CreatedAt.UTC(),
-	}
-	if r.StatusAt.Valid {
-		t := r.StatusAt.Time.UTC()
-		d.StatusAt = &t
-	}
-	return d
-}
 
 // db is the API's SQL.
 type db struct {
@@ -200,11 +131,11 @@ type listConvQuery struct {
 	cursor *cursor
 }
 
-func (d *db) listConversations(ctx context.Context, a notify.Agent, q listConvQuery) ([]convRow, error) {
+func (d *db) listConversations(ctx context.Context, a notify.Agent, q listConvQuery) ([]store.ConversationRow, error) {
 	ctx, cancel := d.ctx(ctx)
 	defer cancel()
 	base := append(visArgs(a), q.status)
-	var rows []convRow
+	var rows []store.ConversationRow
 	if q.cursor == nil || !q.cursor.null {
 		query, args := listConvActiveSQL, append(base, q.limit)
 		if q.cursor != nil {
@@ -222,21 +153,21 @@ func (d *db) listConversations(ctx context.Context, a notify.Agent, q listConvQu
 	if q.cursor != nil && q.cursor.null {
 		query, args = listConvIdleAfterSQL, append(args, q.cursor.id)
 	}
-	var idle []convRow
+	var idle []store.ConversationRow
 	if err := d.x.SelectContext(ctx, &idle, query, args...); err != nil {
 		return nil, fmt.Errorf("listing conversations without messages: %w", err)
 	}
 	return append(rows, idle...), nil
 }
 
-func (d *db) conversation(ctx context.Context, a notify.Agent, id string) (convRow, error) {
+func (d *db) conversation(ctx context.Context, a notify.Agent, id string) (store.ConversationRow, error) {
 	ctx, cancel := d.ctx(ctx)
 	defer cancel()
 	return d.getConversation(ctx, d.x, a, id)
 }
 
-func (d *db) getConversation(ctx context.Context, q sqlx.QueryerContext, a notify.Agent, id string) (convRow, error) {
-	var r convRow
+func (d *db) getConversation(ctx context.Context, q sqlx.QueryerContext, a notify.Agent, id string) (store.ConversationRow, error) {
+	var r store.ConversationRow
 	err := sqlx.GetContext(ctx, q, &r, getConvSQL, append(visArgs(a), id)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNotFound
@@ -247,10 +178,10 @@ func (d *db) getConversation(ctx context.Context, q sqlx.QueryerContext, a notif
 	return r, nil
 }
 
-func (d *db) messages(ctx context.Context, convID string, limit int, c *cursor) ([]msgRow, error) {
+func (d *db) messages(ctx context.Context, convID string, limit int, c *cursor) ([]store.MessageRow, error) {
 	ctx, cancel := d.ctx(ctx)
 	defer cancel()
-	var rows []msgRow
+	var rows []store.MessageRow
 	var err error
 	if c == nil {
 		err = d.x.SelectContext(ctx, &rows, listMsgSQL, convID, limit)
@@ -264,9 +195,9 @@ func (d *db) messages(ctx context.Context, convID string, limit int, c *cursor) 
 }
 
 // markRead zeroes the unread count and marks the inbound messages read, in one transaction.
-func (d *db) markRead(ctx context.Context, a notify.Agent, id string) (convRow, error) {
-	return retryTx(ctx, d, func(ctx context.Context, tx *sqlx.Tx) (convRow, error) {
-		var r convRow
+func (d *db) markRead(ctx context.Context, a notify.Agent, id string) (store.ConversationRow, error) {
+	return retryTx(ctx, d, func(ctx context.Context, tx *sqlx.Tx) (store.ConversationRow, error) {
+		var r store.ConversationRow
 		err := tx.GetContext(ctx, &r, markReadSQL, append(visArgs(a), id)...)
 		if errors.Is(err, sql.ErrNoRows) {
 			// Nothing unread, or not visible: tell them apart by reading the row.
@@ -288,9 +219,9 @@ type patch struct {
 	setTeam, setA bool
 }
 
-func (d *db) patch(ctx context.Context, a notify.Agent, id string, p patch) (convRow, error) {
-	return retryTx(ctx, d, func(ctx context.Context, tx *sqlx.Tx) (convRow, error) {
-		var r convRow
+func (d *db) patch(ctx context.Context, a notify.Agent, id string, p patch) (store.ConversationRow, error) {
+	return retryTx(ctx, d, func(ctx context.Context, tx *sqlx.Tx) (store.ConversationRow, error) {
+		var r store.ConversationRow
 		args := append(visArgs(a), id, p.status, p.setTeam, deref(p.team), p.setA, deref(p.agent))
 		err := tx.GetContext(ctx, &r, patchSQL, args...)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -329,14 +260,14 @@ func (d *db) commandConversation(ctx context.Context, commandID string) (string,
 // retryTx runs fn in a transaction and retries serialization failures and deadlocks: the classify
 // worker locks a message before its conversation, markRead the other way round, so the two can
 // deadlock; Postgres aborts one and the retry succeeds.
-func retryTx(ctx context.Context, d *db, fn func(context.Context, *sqlx.Tx) (convRow, error)) (convRow, error) {
+func retryTx(ctx context.Context, d *db, fn func(context.Context, *sqlx.Tx) (store.ConversationRow, error)) (store.ConversationRow, error) {
 	ctx, cancel := d.ctx(ctx)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		r, err := func() (convRow, error) {
+		r, err := func() (store.ConversationRow, error) {
 			tx, err := d.x.BeginTxx(ctx, nil)
 			if err != nil {
-				return convRow{}, fmt.Errorf("begin: %w", err)
+				return store.ConversationRow{}, fmt.Errorf("begin: %w", err)
 			}
 			defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 			r, err := fn(ctx, tx)

@@ -17,6 +17,7 @@ import (
 	"github.com/chatwire/chatwire/pkg/classify"
 	"github.com/chatwire/chatwire/pkg/event"
 	"github.com/chatwire/chatwire/pkg/queue"
+	"github.com/chatwire/chatwire/pkg/store"
 )
 
 // ClassifyConfig tunes the classify worker. Zero values take the defaults.
@@ -63,7 +64,8 @@ const (
 	sqlClassifyState = `SELECT conversation_id, summary, classify_pending FROM chat_messages WHERE id = $1::uuid`
 
 	// sqlStoreClassification stores the result on the message and, in the same statement, gives
-	// the conversation the suggested team unless someone assigned one already.
+	// the conversation the suggested team unless someone assigned one already. m has no column
+	// named like a conversations column, so the RETURNING list needs no alias.
 	sqlStoreClassification = `
 WITH m AS (
     UPDATE chat_messages SET summary = $2, suggested_team = $3, classify_pending = NULL
@@ -75,8 +77,7 @@ UPDATE conversations c
        updated_at    = CASE WHEN COALESCE(c.assigned_team, '') = '' THEN now() ELSE c.updated_at END
   FROM m
  WHERE c.id = m.conversation_id
-RETURNING c.id, c.phone_number, c.customer_name, c.status, c.assigned_team, c.assigned_agent,
-          c.channel, c.last_message_at, c.unread_count, c.created_at, c.updated_at`
+RETURNING ` + store.ConversationColumns
 )
 
 // Run consumes until ctx ends.
@@ -154,7 +155,7 @@ func (w *ClassifyWorker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 
-	var conv convRow
+	var conv store.ConversationRow
 	if summary.Valid && !pending.Bool {
 		// Stored by an earlier delivery that died before publishing: announce it again.
 		mClassifyJobs.WithLabelValues("already_done").Inc()
@@ -193,7 +194,7 @@ func (w *ClassifyWorker) handle(ctx context.Context, m jetstream.Msg) {
 		mClassifyJobs.WithLabelValues(result).Inc()
 	}
 
-	ev, err := agentEvent(event.EventConversationUpdated, "classified:"+job.MessageID, conv.ID, conv.AssignedTeam.String, conv.data())
+	ev, err := agentEvent(event.EventConversationUpdated, "classified:"+job.MessageID, conv.ID, conv.AssignedTeam.String, conv.Data())
 	if err == nil {
 		pctx, cancel := context.WithTimeout(bg, 10*time.Second)
 		_, err = queue.PublishEvent(pctx, w.js, ev)
@@ -208,7 +209,7 @@ func (w *ClassifyWorker) handle(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
-const sqlSelectConversationByID = `SELECT ` + convColumns + ` FROM conversations WHERE id = $1::uuid`
+const sqlSelectConversationByID = `SELECT ` + store.ConversationColumns + ` FROM conversations WHERE id = $1::uuid`
 
 // classify runs the classifier under the job timeout and always returns a usable result. A
 // classifier that ignores its context is abandoned (its goroutine ends whenever it returns), so

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/store"
 )
 
 // NetcoreMediaPrefix marks a media_url that holds a Netcore media id instead of a URL: Netcore
@@ -126,102 +127,19 @@ func toRow(m *event.InboundMessage, now time.Time) inboundRow {
 // msgRow is the row as inserted, for the new_message event.
 func (r *inboundRow) msgRow(conversationID string) msgRow {
 	str := func(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
-	return msgRow{
+	return msgRow{MessageRow: store.MessageRow{
 		ID: r.id.String(), ConversationID: conversationID, Direction: "inbound", MessageType: r.messageType,
 		Content: str(r.content), MediaURL: str(r.mediaURL), Channel: str(r.channel),
 		ExternalMessageID: str(r.externalID), SenderType: "customer", SenderName: str(r.senderName),
 		CreatedAt: r.createdAt,
-	}
+	}}
 }
 
-// msgRow scans a chat_messages row as agents see it.
+// msgRow is a chat_messages row as agents see it, plus whether its conversation still awaits
+// classification.
 type msgRow struct {
-	ID                string         `db:"id"`
-	ConversationID    string         `db:"conversation_id"`
-	Direction         string         `db:"direction"`
-	MessageType       string         `db:"message_type"`
-	Content           sql.NullString `db:"content"`
-	MediaURL          sql.NullString `db:"media_url"`
-	Channel           sql.NullString `db:"channel"`
-	ExternalMessageID sql.NullString `db:"external_message_id"`
-	SenderType        string         `db:"sender_type"`
-	SenderName        sql.NullString `db:"sender_name"`
-	AgentID           sql.NullString `db:"agent_id"`
-	Status            sql.NullString `db:"status"`
-	StatusAt          sql.NullTime   `db:"status_at"`
-	ErrorCode         sql.NullString `db:"error_code"`
-	ErrorText         sql.NullString `db:"error_text"`
-	Summary           sql.NullString `db:"summary"`
-	SuggestedTeam     sql.NullString `db:"suggested_team"`
-	CreatedAt         time.Time      `db:"created_at"`
-	ClassifyPending   sql.NullBool   `db:"classify_pending"`
+	store.MessageRow
+	ClassifyPending sql.NullBool `db:"classify_pending"`
 }
 
-const msgColumns = `id, conversation_id, direction, message_type, content, media_url, channel,
-	external_message_id, sender_type, sender_name, agent_id, status, status_at, error_code,
-	error_text, summary, suggested_team, created_at, classify_pending`
-
-func (r *msgRow) data() event.MessageData {
-	d := event.MessageData{
-		ID:                r.ID,
-		ConversationID:    r.ConversationID,
-		Direction:         r.Direction,
-		MessageType:       r.MessageType,
-		Content:           r.Content.String,
-		MediaURL:          r.MediaURL.String,
-		Channel:           r.Channel.String,
-		ExternalMessageID: r.ExternalMessageID.String,
-		SenderType:        r.SenderType,
-		SenderName:        r.SenderName.String,
-		AgentID:           r.AgentID.String,
-		Status:            r.Status.String,
-		ErrorCode:         r.ErrorCode.String,
-		ErrorText:         r.ErrorText.String,
-		Summary:           r.Summary.String,
-		SuggestedTeam:     r.SuggestedTeam.String,
-		CreatedAt:         r.CreatedAt.UTC(),
-	}
-	if r.StatusAt.Valid {
-		t := r.StatusAt.Time.UTC()
-		d.StatusAt = &t
-	}
-	return d
-}
-
-// convRow scans a conversations row.
-type convRow struct {
-	ID            string         `db:"id"`
-	PhoneNumber   string         `db:"phone_number"`
-	CustomerName  sql.NullString `db:"customer_name"`
-	Status        string         `db:"status"`
-	AssignedTeam  sql.NullString `db:"assigned_team"`
-	AssignedAgent sql.NullString `db:"assigned_agent"`
-	Channel       string         `db:"channel"`
-	LastMessageAt sql.NullTime   `db:"last_message_at"`
-	UnreadCount   int            `db:"unread_count"`
-	CreatedAt     time.Time      `db:"created_at"`
-	UpdatedAt     time.Time      `db:"updated_at"`
-}
-
-const convColumns = `id, phone_number, customer_name, status, assigned_team, assigned_agent, channel,
-	last_message_at, unread_count, created_at, updated_at`
-
-func (c *convRow) data() event.ConversationData {
-	d := event.ConversationData{
-		ID:            c.ID,
-		PhoneNumber:   c.PhoneNumber,
-		CustomerName:  c.CustomerName.String,
-		Status:        c.Status,
-		AssignedTeam:  c.AssignedTeam.String,
-		AssignedAgent: c.AssignedAgent.String,
-		Channel:       c.Channel,
-		UnreadCount:   c.UnreadCount,
-		CreatedAt:     c.CreatedAt.UTC(),
-		UpdatedAt:     c.UpdatedAt.UTC(),
-	}
-	if c.LastMessageAt.Valid {
-		t := c.LastMessageAt.Time.UTC()
-		d.LastMessageAt = &t
-	}
-	return d
-}
+const msgColumns = store.MessageColumns + `, classify_pending`

@@ -49,7 +49,7 @@ func FuzzInboundRow(f *testing.F) {
 		}
 		_ = utf8.ValidString(r.content)
 		mr := r.msgRow("c")
-		_ = mr.data()
+		_ = mr.Data()
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatwire/chatwire/pkg/app"
 	"github.com/chatwire/chatwire/pkg/event"
+	"github.com/chatwire/chatwire/pkg/store"
 )
 
 // The batch's SQL. Row locks on conversations are what serialize ingestors that share phone
@@ -69,32 +70,7 @@ RETURNING id`
 	// and sees the messages of the ingestors it waited for.
 	sqlLockConversations = `SELECT id, status FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE`
 
-	// sqlUpdateConversations applies the batch's new messages to their locked conversations by
-	// SQL arithmetic: unread_count grows by the number of new rows, last_message_at takes the
-	// newest time (GREATEST, so a late message never moves it back), a resolved conversation
-	// reopens, a missing name is filled in. The channel follows the customer's latest inbound
-	// message: it changes to the batch's latest channel only if no stored inbound message is newer
-	// (conversations.channel already is the channel of the latest one stored before, so the index
-	// probe runs only when the channel would change).
-	sqlUpdateConversations = `
-UPDATE conversations AS c
-   SET unread_count    = c.unread_count + v.n,
-       last_message_at = GREATEST(c.last_message_at, v.max_at),
-       status          = CASE WHEN c.status = 'resolved' THEN 'open' ELSE c.status END,
-       customer_name   = COALESCE(NULLIF(c.customer_name, ''), NULLIF(v.name, '')),
-       channel         = CASE
-           WHEN v.channel = c.channel THEN c.channel
-           WHEN EXISTS (SELECT 1 FROM chat_messages m
-                         WHERE m.conversation_id = c.id AND m.created_at > v.max_at
-                           AND m.direction = 'inbound') THEN c.channel
-           ELSE v.channel END,
-       updated_at      = now()
-  FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[], $5::text[]) AS v(id, n, max_at, name, channel)
- WHERE c.id = v.id
-RETURNING c.id, c.phone_number, c.customer_name, c.status, c.assigned_team, c.assigned_agent,
-          c.channel, c.last_message_at, c.unread_count, c.created_at, c.updated_at`
-
-	sqlSelectConversations = `SELECT ` + convColumns + ` FROM conversations WHERE id = ANY($1::uuid[])`
+	sqlSelectConversations = `SELECT ` + store.ConversationColumns + ` FROM conversations WHERE id = ANY($1::uuid[])`
 
 	// sqlApplyStatus finds the outbound message a receipt is about — by the provider's id on its
 	// channel, or by our own id echoed back (callbackData / x-apiheader) — locks it, and moves its
@@ -130,6 +106,31 @@ SELECT EXISTS (SELECT 1 FROM target) AS found, (SELECT id FROM upd) AS updated`
 
 	sqlTeams = `SELECT id, assigned_team FROM conversations WHERE id = ANY($1::uuid[])`
 )
+
+// sqlUpdateConversations applies the batch's new messages to their locked conversations by
+// SQL arithmetic: unread_count grows by the number of new rows, last_message_at takes the
+// newest time (GREATEST, so a late message never moves it back), a resolved conversation
+// reopens, a missing name is filled in. The channel follows the customer's latest inbound
+// message: it changes to the batch's latest channel only if no stored inbound message is newer
+// (conversations.channel already is the channel of the latest one stored before, so the index
+// probe runs only when the channel would change). It is a var because its RETURNING list must be
+// qualified: v has an id, name and channel too.
+var sqlUpdateConversations = `
+UPDATE conversations AS c
+   SET unread_count    = c.unread_count + v.n,
+       last_message_at = GREATEST(c.last_message_at, v.max_at),
+       status          = CASE WHEN c.status = 'resolved' THEN 'open' ELSE c.status END,
+       customer_name   = COALESCE(NULLIF(c.customer_name, ''), NULLIF(v.name, '')),
+       channel         = CASE
+           WHEN v.channel = c.channel THEN c.channel
+           WHEN EXISTS (SELECT 1 FROM chat_messages m
+                         WHERE m.conversation_id = c.id AND m.created_at > v.max_at
+                           AND m.direction = 'inbound') THEN c.channel
+           ELSE v.channel END,
+       updated_at      = now()
+  FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[], $5::text[]) AS v(id, n, max_at, name, channel)
+ WHERE c.id = v.id
+RETURNING ` + store.ConversationColumnsOf("c")
 
 // batchResult is what a committed batch publishes.
 type batchResult struct {
@@ -343,7 +344,7 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 		}
 		a.msgs = append(a.msgs, m)
 	}
-	convData := map[string]*convRow{}
+	convData := map[string]*store.ConversationRow{}
 	if len(byConv) > 0 {
 		cids := make([]string, 0, len(byConv))
 		for id := range byConv {
@@ -375,7 +376,7 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 			a := byConv[id]
 			ns[i], maxAts[i], cnames[i], cchans[i] = int64(a.n), a.maxAt.Format(time.RFC3339Nano), a.name, a.channel
 		}
-		var updated []convRow
+		var updated []store.ConversationRow
 		if err := tx.SelectContext(ctx, &updated, sqlUpdateConversations, pq.Array(cids), pq.Array(ns),
 			pq.Array(maxAts), pq.Array(cnames), pq.Array(cchans)); err != nil {
 			return fmt.Errorf("updating conversations: %w", err)
@@ -411,7 +412,7 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 		}
 	}
 	if len(need) > 0 {
-		var loaded []convRow
+		var loaded []store.ConversationRow
 		if err := tx.SelectContext(ctx, &loaded, sqlSelectConversations, pq.Array(need)); err != nil {
 			return fmt.Errorf("loading conversations: %w", err)
 		}
@@ -444,7 +445,7 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 		msgs := emitted[cid]
 		sortMessages(msgs)
 		for _, m := range msgs {
-			ev, err := agentEvent(event.EventNewMessage, "msg:"+m.ID, cid, team, m.data())
+			ev, err := agentEvent(event.EventNewMessage, "msg:"+m.ID, cid, team, m.Data())
 			if err != nil {
 				return err
 			}
@@ -460,7 +461,7 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 		}
 		if conv != nil {
 			last := msgs[len(msgs)-1]
-			ev, err := agentEvent(event.EventConversationUpdated, "conv:"+cid+":msg:"+last.ID, cid, team, conv.data())
+			ev, err := agentEvent(event.EventConversationUpdated, "conv:"+cid+":msg:"+last.ID, cid, team, conv.Data())
 			if err != nil {
 				return err
 			}
@@ -604,7 +605,7 @@ func storeStatuses(ctx context.Context, tx *sqlx.Tx, items []*item, res *batchRe
 		if m == nil {
 			continue
 		}
-		ev, err := agentEvent(event.EventMessageStatus, "status:"+c.id+":"+c.status, m.ConversationID, teams[m.ConversationID], m.data())
+		ev, err := agentEvent(event.EventMessageStatus, "status:"+c.id+":"+c.status, m.ConversationID, teams[m.ConversationID], m.Data())
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/chatwire/chatwire/pkg/provider/interakt"
 	"github.com/chatwire/chatwire/pkg/provider/netcore"
 	"github.com/chatwire/chatwire/pkg/queue"
+	pgstore "github.com/chatwire/chatwire/pkg/store"
 	"github.com/chatwire/chatwire/pkg/testenv"
 )
 
@@ -152,31 +153,20 @@ func (e *env) publishRaw(data []byte, msgID string) {
 	}
 }
 
+// dbRow is a chat_messages row as the sender wrote it, with the legacy id and the bookkeeping.
 type dbRow struct {
-	ID         string         `db:"id"`
-	Status     string         `db:"status"`
-	ExternalID sql.NullString `db:"external_message_id"`
-	LegacyID   sql.NullString `db:"interakt_message_id"`
-	ErrorCode  sql.NullString `db:"error_code"`
-	ErrorText  sql.NullString `db:"error_text"`
-	Direction  string         `db:"direction"`
-	SenderType string         `db:"sender_type"`
-	SenderName sql.NullString `db:"sender_name"`
-	AgentID    sql.NullString `db:"agent_id"`
-	Channel    sql.NullString `db:"channel"`
-	Type       string         `db:"message_type"`
-	Content    sql.NullString `db:"content"`
-	MediaURL   sql.NullString `db:"media_url"`
-	Payload    []byte         `db:"provider_payload"`
+	pgstore.MessageRow
+	LegacyID sql.NullString `db:"interakt_message_id"`
+	Payload  []byte         `db:"provider_payload"`
 }
+
+const dbRowSQL = `SELECT ` + pgstore.MessageColumns + `, interakt_message_id, provider_payload FROM chat_messages`
 
 // rows returns the conversation's messages.
 func (e *env) rows(convID string) []dbRow {
 	e.t.Helper()
 	var out []dbRow
-	err := e.db.Select(&out, `SELECT id, coalesce(status, '') AS status, external_message_id, interakt_message_id,
-		error_code, error_text, direction, sender_type, sender_name, agent_id, channel, message_type, content,
-		media_url, provider_payload FROM chat_messages WHERE conversation_id = $1 ORDER BY created_at`, convID)
+	err := e.db.Select(&out, dbRowSQL+` WHERE conversation_id = $1 ORDER BY created_at`, convID)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -186,9 +176,7 @@ func (e *env) rows(convID string) []dbRow {
 func (e *env) rowFor(commandID string) (dbRow, bool) {
 	e.t.Helper()
 	var r dbRow
-	err := e.db.Get(&r, `SELECT id, coalesce(status, '') AS status, external_message_id, interakt_message_id,
-		error_code, error_text, direction, sender_type, sender_name, agent_id, channel, message_type, content,
-		media_url, provider_payload FROM chat_messages WHERE command_id = $1`, commandID)
+	err := e.db.Get(&r, dbRowSQL+` WHERE command_id = $1`, commandID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false
 	}
@@ -205,8 +193,8 @@ func (e *env) waitStatus(commandID, status string) dbRow {
 	testenv.Eventually(e.t, 15*time.Second, func() bool {
 		var ok bool
 		r, ok = e.rowFor(commandID)
-		return ok && r.Status == status
-	}, "row of %s never reached %s (last %q)", commandID, status, r.Status)
+		return ok && r.Status.String == status
+	}, "row of %s never reached %s (last %q)", commandID, status, r.Status.String)
 	return r
 }
 

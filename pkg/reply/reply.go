@@ -557,7 +557,7 @@ func (w *Worker) publishStatus(ctx context.Context, r *row) error {
 }
 
 func (w *Worker) publish(ctx context.Context, name, id string, r *row) error {
-	data, err := jsonData(r.data())
+	data, err := jsonData(r.Data())
 	if err != nil {
 		return err
 	}

@@ -31,11 +31,11 @@ func TestReplySentThroughConversationChannel(t *testing.T) {
 		t.Fatalf("interakt row %+v", r1)
 	}
 	ikReq := e.interakt.Requests()
-	if len(ikReq) != 1 || ikReq[0].Body.CallbackData != r1.ID || r1.ExternalID.String != ikReq[0].ID || r1.LegacyID.String != ikReq[0].ID {
+	if len(ikReq) != 1 || ikReq[0].Body.CallbackData != r1.ID || r1.ExternalMessageID.String != ikReq[0].ID || r1.LegacyID.String != ikReq[0].ID {
 		t.Fatalf("interakt: callbackData/external id mismatch: row %+v, requests %+v", r1, ikReq)
 	}
 	ncReq := e.netcore.Requests()
-	if len(ncReq) != 1 || ncReq[0].Body.Message[0].XAPIHeader != r2.ID || r2.ExternalID.String != ncReq[0].ID {
+	if len(ncReq) != 1 || ncReq[0].Body.Message[0].XAPIHeader != r2.ID || r2.ExternalMessageID.String != ncReq[0].ID {
 		t.Fatalf("netcore: x-apiheader/ncmessage_id mismatch: row %+v", r2)
 	}
 	if r2.LegacyID.Valid {
@@ -81,7 +81,7 @@ func TestSameCommandThreeTimesSendsOnce(t *testing.T) {
 	if countEvents(evs, event.EventNewMessage) != 1 || strings.Join(statusEvents(t, evs), ",") != "sent" {
 		t.Fatalf("events: %d new_message, statuses %v", countEvents(evs, event.EventNewMessage), statusEvents(t, evs))
 	}
-	if r.ExternalID.String == "" {
+	if r.ExternalMessageID.String == "" {
 		t.Fatal("no external id")
 	}
 	dups := 0
@@ -228,8 +228,8 @@ func TestCrashAfterProviderAcceptedNoSecondSend(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return crashed.Load() }, "never reached the provider")
 	stop() // the process is gone; its connection with it
 	r, _ := e.rowFor(cmd.CommandID)
-	if r.Status != event.StatusPending {
-		t.Fatalf("row %q after the crash, want pending", r.Status)
+	if r.Status.String != event.StatusPending {
+		t.Fatalf("row %q after the crash, want pending", r.Status.String)
 	}
 
 	e.start(cfg, nil) // restart
@@ -309,8 +309,8 @@ func TestAmbiguousFailureWaitsForReceipt(t *testing.T) {
 	if n := e.netcore.Calls(); n != 1 {
 		t.Fatalf("provider called %d times, want 1", n)
 	}
-	if r, _ := e.rowFor(cmd.CommandID); r.Status != event.StatusDelivered {
-		t.Fatalf("status %q: the receipt's delivered must stand", r.Status)
+	if r, _ := e.rowFor(cmd.CommandID); r.Status.String != event.StatusDelivered {
+		t.Fatalf("status %q: the receipt's delivered must stand", r.Status.String)
 	}
 }
 
@@ -378,10 +378,10 @@ func TestMediaReplies(t *testing.T) {
 	e.publish(c2, c2.CommandID)
 	r1 := e.waitStatus(c1.CommandID, event.StatusSent)
 	r2 := e.waitStatus(c2.CommandID, event.StatusSent)
-	if r1.Type != event.TypeImage || r1.MediaURL.String != c1.Media.URL || r1.Content.String != "your label" {
+	if r1.MessageType != event.TypeImage || r1.MediaURL.String != c1.Media.URL || r1.Content.String != "your label" {
 		t.Fatalf("image row %+v", r1)
 	}
-	if r2.Type != event.TypeDocument || r2.MediaURL.String != c2.Media.URL {
+	if r2.MessageType != event.TypeDocument || r2.MediaURL.String != c2.Media.URL {
 		t.Fatalf("document row %+v", r2)
 	}
 	a := e.netcore.Requests()[0].Body.Message[0]

@@ -12,6 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/chatwire/chatwire/pkg/event"
+	pgstore "github.com/chatwire/chatwire/pkg/store"
 )
 
 // Outcomes of a send attempt, kept in provider_payload.send.outcome. An attempt without an outcome
@@ -37,26 +38,11 @@ type sendState struct {
 
 // row is an outbound chat_messages row joined with what sending needs from its conversation.
 type row struct {
-	ID             string         `db:"id"`
-	ConversationID string         `db:"conversation_id"`
-	Direction      string         `db:"direction"`
-	MessageType    string         `db:"message_type"`
-	Content        sql.NullString `db:"content"`
-	MediaURL       sql.NullString `db:"media_url"`
-	Channel        sql.NullString `db:"channel"`
-	ExternalID     sql.NullString `db:"external_message_id"`
-	SenderType     string         `db:"sender_type"`
-	SenderName     sql.NullString `db:"sender_name"`
-	AgentID        sql.NullString `db:"agent_id"`
-	Status         sql.NullString `db:"status"`
-	StatusAt       sql.NullTime   `db:"status_at"`
-	ErrorCode      sql.NullString `db:"error_code"`
-	ErrorText      sql.NullString `db:"error_text"`
-	CreatedAt      time.Time      `db:"created_at"`
-	Payload        []byte         `db:"provider_payload"`
-	CommandID      sql.NullString `db:"command_id"`
-	Phone          string         `db:"phone_number"`
-	Team           string         `db:"team"`
+	pgstore.MessageRow
+	Payload   []byte         `db:"provider_payload"`
+	CommandID sql.NullString `db:"command_id"`
+	Phone     string         `db:"phone_number"`
+	Team      string         `db:"team"`
 }
 
 func (r *row) state() sendState {
@@ -69,24 +55,10 @@ func (r *row) state() sendState {
 	return p.Send
 }
 
-func (r *row) data() event.MessageData {
-	d := event.MessageData{
-		ID: r.ID, ConversationID: r.ConversationID, Direction: r.Direction, MessageType: r.MessageType,
-		Content: r.Content.String, MediaURL: r.MediaURL.String, Channel: r.Channel.String,
-		ExternalMessageID: r.ExternalID.String, SenderType: r.SenderType, SenderName: r.SenderName.String,
-		AgentID: r.AgentID.String, Status: r.Status.String, ErrorCode: r.ErrorCode.String,
-		ErrorText: r.ErrorText.String, CreatedAt: r.CreatedAt,
-	}
-	if r.StatusAt.Valid {
-		t := r.StatusAt.Time
-		d.StatusAt = &t
-	}
-	return d
-}
-
-const rowCols = `m.id, m.conversation_id, m.direction, m.message_type, m.content, m.media_url, m.channel,
-	m.external_message_id, m.sender_type, m.sender_name, m.agent_id, m.status, m.status_at, m.error_code,
-	m.error_text, m.created_at, m.provider_payload, m.command_id`
+// rowCols is what row scans. The statements join conversations, which shares column names with
+// chat_messages, so the message columns are qualified; that makes these statements vars.
+var rowCols = pgstore.MessageColumnsOf("m") + `, m.provider_payload, m.command_id, c.phone_number,
+	coalesce(c.assigned_team, '') AS team`
 
 // insertBatchSQL writes the outbound rows (status pending) of a batch of commands and claims each
 // one's first send attempt in the same statement, and moves the conversations' last_message_at.
@@ -95,7 +67,7 @@ const rowCols = `m.id, m.conversation_id, m.direction, m.message_type, m.content
 // no row either. SKIP LOCKED: a concurrent writer of the same conversation (another reply, an
 // inbound message) is setting last_message_at to about the same time; waiting for its lock would
 // hold a pool connection for nothing.
-const insertBatchSQL = `
+var insertBatchSQL = `
 WITH i AS (
 	SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
 	         AS i(conversation_id, message_type, content, media_url, sender_name, agent_id, command_id)
@@ -118,11 +90,11 @@ WITH i AS (
 	   AND conversations.id IN (SELECT id FROM conversations WHERE id IN (SELECT conversation_id FROM touched)
 	                             ORDER BY id FOR UPDATE SKIP LOCKED)
 )
-SELECT ` + rowCols + `, c.phone_number, coalesce(c.assigned_team, '') AS team
+SELECT ` + rowCols + `
   FROM m JOIN conversations c ON c.id = m.conversation_id`
 
-const loadSQL = `
-SELECT ` + rowCols + `, c.phone_number, coalesce(c.assigned_team, '') AS team
+var loadSQL = `
+SELECT ` + rowCols + `
   FROM chat_messages m JOIN conversations c ON c.id = m.conversation_id
  WHERE m.command_id = $1`
 
@@ -145,7 +117,7 @@ UPDATE chat_messages
 // sentSQL records the provider's acceptance. A delivery receipt may have moved the row past
 // "sent" already (statuses only move forward); the external id is filled in either way, and the
 // legacy interakt_message_id too, so tools built on the original schema keep working.
-const sentSQL = `
+var sentSQL = `
 UPDATE chat_messages m
    SET status = CASE WHEN m.status = 'pending' THEN 'sent' ELSE m.status END,
        status_at = CASE WHEN m.status = 'pending' THEN now() ELSE m.status_at END,
@@ -156,10 +128,10 @@ UPDATE chat_messages m
            coalesce(m.provider_payload->'send', '{}'::jsonb) || jsonb_build_object('outcome', 'accepted'))
   FROM conversations c
  WHERE m.id = $1 AND c.id = m.conversation_id
-RETURNING ` + rowCols + `, c.phone_number, coalesce(c.assigned_team, '') AS team`
+RETURNING ` + rowCols
 
 // sentBatchSQL is sentSQL for many messages in one statement.
-const sentBatchSQL = `
+var sentBatchSQL = `
 UPDATE chat_messages m
    SET status = CASE WHEN m.status = 'pending' THEN 'sent' ELSE m.status END,
        status_at = CASE WHEN m.status = 'pending' THEN now() ELSE m.status_at END,
@@ -170,16 +142,16 @@ UPDATE chat_messages m
            coalesce(m.provider_payload->'send', '{}'::jsonb) || jsonb_build_object('outcome', 'accepted'))
   FROM unnest($1::uuid[], $2::text[]) AS u(id, ext), conversations c
  WHERE m.id = u.id AND c.id = m.conversation_id
-RETURNING ` + rowCols + `, c.phone_number, coalesce(c.assigned_team, '') AS team`
+RETURNING ` + rowCols
 
-const failedSQL = `
+var failedSQL = `
 UPDATE chat_messages m
    SET status = 'failed', status_at = now(), error_code = $2, error_text = $3,
        provider_payload = jsonb_set(coalesce(m.provider_payload, '{}'::jsonb), '{send}',
            coalesce(m.provider_payload->'send', '{}'::jsonb) || jsonb_build_object('outcome', 'failed'))
   FROM conversations c
  WHERE m.id = $1 AND m.status = 'pending' AND c.id = m.conversation_id
-RETURNING ` + rowCols + `, c.phone_number, coalesce(c.assigned_team, '') AS team`
+RETURNING ` + rowCols
 
 // store is the sender's SQL. Statements are prepared once: lib/pq otherwise spends a round trip
 // preparing every parameterized query, and the pool is the sender's bottleneck.

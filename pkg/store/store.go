@@ -1,6 +1,6 @@
 // Package store opens chatwire's PostgreSQL database and applies its migrations. The domain
 // packages (ingest, reply, notify) keep their own SQL next to their code and use the *sqlx.DB
-// opened here.
+// opened here; the row types they share (a message or conversation as agents see it) are here.
 package store
 
 import (
