@@ -14,6 +14,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if len(args) > 0 && args[0] == "normalize" {
 		return normalize(args[1:], os.Stdin, os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "replay" {
+		return replay(ctx, args[1:], getenv, os.Stdout, stderr)
+	}
 	cfg, err := config.LoadGateway(getenv)
 	if err != nil {
 		return err

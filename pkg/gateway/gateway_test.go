@@ -35,6 +35,7 @@ type harness struct {
 	js  jetstream.JetStream
 	srv *testenv.NATSServer
 	cfg gateway.Config
+	gw  *gateway.Gateway
 }
 
 func start(t *testing.T, cfg gateway.Config) *harness {
@@ -61,7 +62,7 @@ func start(t *testing.T, cfg gateway.Config) *harness {
 	gw.Register(e)
 	hs := httptest.NewServer(e)
 	t.Cleanup(hs.Close)
-	return &harness{t: t, url: hs.URL, nc: nc, js: js, srv: srv, cfg: cfg}
+	return &harness{t: t, url: hs.URL, nc: nc, js: js, srv: srv, cfg: cfg, gw: gw}
 }
 
 // post sends body to the channel's webhook, signed or with the token when the harness has them.

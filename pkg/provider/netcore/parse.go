@@ -29,10 +29,22 @@ type ParseResult struct {
 	Invalid []ParseInvalid
 }
 
-// ParseInvalid is one batch item that could not be normalized.
+// ParseInvalid is one batch item that could not be normalized. Raw is the item wrapped as a
+// one-item webhook body ({"incoming_message":[item]} or {"delivery_status":[item]}), so a kept
+// item can be replayed through Parse like any body once the parser understands it.
 type ParseInvalid struct {
 	Raw    json.RawMessage
 	Reason string
+}
+
+// parseKeep wraps one batch item as a webhook body of its own.
+func parseKeep(list string, item json.RawMessage) json.RawMessage {
+	out := make([]byte, 0, len(list)+len(item)+8)
+	out = append(out, `{"`...)
+	out = append(out, list...)
+	out = append(out, `":[`...)
+	out = append(out, item...)
+	return append(out, "]}"...)
 }
 
 // Parse turns one Netcore webhook body into events. now is used when an item carries no readable
@@ -64,7 +76,7 @@ func Parse(body []byte, now time.Time) (ParseResult, error) {
 	for _, raw := range incItems {
 		m, reason := parseIncoming(raw, now)
 		if reason != "" {
-			res.Invalid = append(res.Invalid, ParseInvalid{Raw: raw, Reason: "incoming_message: " + reason})
+			res.Invalid = append(res.Invalid, ParseInvalid{Raw: parseKeep("incoming_message", raw), Reason: "incoming_message: " + reason})
 			continue
 		}
 		res.Messages = append(res.Messages, m)
@@ -72,7 +84,7 @@ func Parse(body []byte, now time.Time) (ParseResult, error) {
 	for _, raw := range delItems {
 		st, reason := parseDelivery(raw, now)
 		if reason != "" {
-			res.Invalid = append(res.Invalid, ParseInvalid{Raw: raw, Reason: "delivery_status: " + reason})
+			res.Invalid = append(res.Invalid, ParseInvalid{Raw: parseKeep("delivery_status", raw), Reason: "delivery_status: " + reason})
 			continue
 		}
 		res.Statuses = append(res.Statuses, st)
