@@ -177,6 +177,21 @@ func (e *env) publishRaw(subject string, data []byte, msgID string) {
 // drained waits until the consumer has delivered and settled everything.
 func (e *env) drained(stream, consumer string, d time.Duration) {
 	e.t.Helper()
+	// Every message the stream holds now must be settled. NumPending alone is not enough: the
+	// server counts a just-published message into it asynchronously, so right after a publish a
+	// consumer can look drained before it has seen the message.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	cancel()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	last := info.State.LastSeq
 	testenv.Eventually(e.t, d, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -184,9 +199,9 @@ func (e *env) drained(stream, consumer string, d time.Duration) {
 		if err != nil {
 			return false
 		}
-		info := c.CachedInfo()
-		return info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
-	}, "consumer %s has messages pending", consumer)
+		ci := c.CachedInfo()
+		return ci.AckFloor.Stream >= last && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.NumRedelivered == 0
+	}, "consumer %s has not settled every message up to stream sequence %d", consumer, last)
 }
 
 // streamMsgs reads every message currently in a stream.
