@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,10 @@ func TestRunWithOneProviderConfigured(t *testing.T) {
 		}
 		return id
 	}
+	// Counters are process-wide: compare increments, so the test also holds with -count=N.
+	sent := `chatwire_sender_sends_total{outcome="sent",provider="netcore"}`
+	unconfigured := `chatwire_sender_sends_total{outcome="unconfigured",provider="interakt"}`
+	before := metrics(t, addr)
 	for i, ch := range []string{event.ChannelInterakt, event.ChannelNetcore} {
 		cmd := event.ReplyCommand{CommandID: fmt.Sprintf("c%d", i), ConversationID: conv(ch), Text: "hello"}
 		data, _ := event.Encode(&cmd)
@@ -81,17 +86,35 @@ func TestRunWithOneProviderConfigured(t *testing.T) {
 	if _, reason := status("c0"); reason != "channel interakt is not configured" {
 		t.Fatalf("reason %q", reason)
 	}
+	after := metrics(t, addr)
+	for _, m := range []string{sent, unconfigured} {
+		if got := metricValue(after, m) - metricValue(before, m); got != 1 {
+			t.Errorf("%s grew by %v, want 1", m, got)
+		}
+	}
+	if !strings.Contains(after, "chatwire_sender_provider_request_seconds_bucket") {
+		t.Error("metrics lack chatwire_sender_provider_request_seconds_bucket")
+	}
+}
+
+func metrics(t *testing.T, addr string) string {
+	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, m := range []string{`chatwire_sender_sends_total{outcome="sent",provider="netcore"} 1`,
-		`chatwire_sender_sends_total{outcome="unconfigured",provider="interakt"} 1`,
-		"chatwire_sender_provider_request_seconds_bucket"} {
-		if !strings.Contains(string(body), m) {
-			t.Errorf("metrics lack %s", m)
+	return string(body)
+}
+
+// metricValue reads one series' value from a Prometheus text exposition; 0 when absent.
+func metricValue(exposition, series string) float64 {
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
 		}
 	}
+	return 0
 }

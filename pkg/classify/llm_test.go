@@ -379,12 +379,18 @@ func TestOutcomeMetric(t *testing.T) {
 	name := "metric-test"
 	flaky := &scripted{errs: []error{nil, fmt.Errorf("x: %w", ErrMalformed), fmt.Errorf("x: %w", ErrMalformed), context.DeadlineExceeded}}
 	g := NewGuarded(name, flaky, time.Second, -1, nil)
+	// Counters are process-wide: compare increments, so the test also holds with -count=N.
+	want := map[Outcome]float64{OutcomeOK: 1, OutcomeFallbackMalformed: 2, OutcomeFallbackTimeout: 1, OutcomeFallbackError: 0}
+	before := map[Outcome]float64{}
+	for o := range want {
+		before[o] = testutil.ToFloat64(outcomesTotal.WithLabelValues(name, string(o)))
+	}
 	for range 4 {
 		g.Classify(context.Background(), "x")
 	}
-	for o, want := range map[Outcome]float64{OutcomeOK: 1, OutcomeFallbackMalformed: 2, OutcomeFallbackTimeout: 1, OutcomeFallbackError: 0} {
-		if got := testutil.ToFloat64(outcomesTotal.WithLabelValues(name, string(o))); got != want {
-			t.Errorf("outcome %s counted %v, want %v", o, got, want)
+	for o, w := range want {
+		if got := testutil.ToFloat64(outcomesTotal.WithLabelValues(name, string(o))) - before[o]; got != w {
+			t.Errorf("outcome %s counted %v, want %v", o, got, w)
 		}
 	}
 }
