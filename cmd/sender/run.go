@@ -26,18 +26,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat, "sender")
-	db, err := store.Open(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
+	db, err := store.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DBMaxConns, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	// Replicas that start together take turns: store.Migrate holds goose's advisory lock.
-	mctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = store.Migrate(mctx, db.DB, log)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
-	}
 
 	base, err := app.Boot(ctx, "sender", cfg.Common, stderr)
 	if err != nil {

@@ -60,7 +60,7 @@ type API struct {
 	js      jetstream.JetStream
 	cfg     Config
 	log     *slog.Logger
-	origins originPolicy
+	origins notify.OriginPolicy
 }
 
 // New returns the API over the database and JetStream.
@@ -71,7 +71,7 @@ func New(x *sqlx.DB, js jetstream.JetStream, cfg Config, log *slog.Logger) (*API
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	op, err := newOriginPolicy(cfg.AllowedOrigins)
+	op, err := notify.NewOriginPolicy(cfg.AllowedOrigins)
 	if err != nil {
 		return nil, fmt.Errorf("ALLOWED_ORIGINS: %w", err)
 	}

@@ -190,16 +190,18 @@ func tokenFromRequest(r *http.Request) (string, error) {
 	return r.URL.Query().Get("token"), nil
 }
 
-// originPolicy decides which browser origins may open a socket.
-type originPolicy struct {
+// OriginPolicy decides which browser origins may open a socket or call the agent API, from
+// ALLOWED_ORIGINS: exact origins, https://*.example.com for subdomains, or * for any.
+type OriginPolicy struct {
 	allowAll bool
 	exact    map[string]bool // "https://app.example.com"
 	suffixes []string        // from "https://*.example.com": scheme "https", suffix ".example.com"
 	schemes  []string
 }
 
-func newOriginPolicy(allowed []string) (originPolicy, error) {
-	p := originPolicy{exact: map[string]bool{}}
+// NewOriginPolicy parses ALLOWED_ORIGINS entries.
+func NewOriginPolicy(allowed []string) (OriginPolicy, error) {
+	p := OriginPolicy{exact: map[string]bool{}}
 	for _, o := range allowed {
 		o = strings.ToLower(strings.TrimRight(strings.TrimSpace(o), "/"))
 		switch {
@@ -222,10 +224,10 @@ func newOriginPolicy(allowed []string) (originPolicy, error) {
 	return p, nil
 }
 
-// allows reports whether a request with this Origin may connect. Requests without an Origin come
+// Allows reports whether a request with this Origin may connect. Requests without an Origin come
 // from non-browser clients, which origin checks do not protect against anyway; a page served from
 // the notifier's own host is same-origin.
-func (p originPolicy) allows(origin, host string) bool {
+func (p OriginPolicy) Allows(origin, host string) bool {
 	if origin == "" || p.allowAll {
 		return true
 	}

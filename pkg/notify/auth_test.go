@@ -131,7 +131,7 @@ func TestTokenFromRequest(t *testing.T) {
 }
 
 func TestOriginPolicy(t *testing.T) {
-	p, err := newOriginPolicy([]string{"https://app.example.com", "https://*.agents.example.com/", " "})
+	p, err := NewOriginPolicy([]string{"https://app.example.com", "https://*.agents.example.com/", " "})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,19 +151,19 @@ func TestOriginPolicy(t *testing.T) {
 		{"null", "notifier:8081", false},
 	}
 	for _, c := range cases {
-		if got := p.allows(c.origin, c.host); got != c.want {
+		if got := p.Allows(c.origin, c.host); got != c.want {
 			t.Errorf("allows(%q, %q) = %v, want %v", c.origin, c.host, got, c.want)
 		}
 	}
-	if _, err := newOriginPolicy([]string{"app.example.com"}); err == nil {
+	if _, err := NewOriginPolicy([]string{"app.example.com"}); err == nil {
 		t.Error("origin without scheme accepted")
 	}
-	all, _ := newOriginPolicy([]string{"*"})
-	if !all.allows("https://anything.io", "x") {
+	all, _ := NewOriginPolicy([]string{"*"})
+	if !all.Allows("https://anything.io", "x") {
 		t.Error("* does not allow all")
 	}
-	none, _ := newOriginPolicy(nil)
-	if none.allows("https://anything.io", "x") {
+	none, _ := NewOriginPolicy(nil)
+	if none.Allows("https://anything.io", "x") {
 		t.Error("empty policy allows a foreign origin")
 	}
 }

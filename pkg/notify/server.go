@@ -68,7 +68,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	hub     *Hub
-	origins originPolicy
+	origins OriginPolicy
 	nextID  atomic.Uint64
 }
 
@@ -78,7 +78,7 @@ func NewServer(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if cfg.Verifier == nil {
 		return nil, errors.New("notify: a token verifier is required")
 	}
-	origins, err := newOriginPolicy(cfg.AllowedOrigins)
+	origins, err := NewOriginPolicy(cfg.AllowedOrigins)
 	if err != nil {
 		return nil, fmt.Errorf("ALLOWED_ORIGINS: %w", err)
 	}
@@ -108,7 +108,7 @@ func (s *Server) Shutdown(ctx context.Context) { s.hub.shutdown(ctx) }
 
 // ServeHTTP checks origin and token before upgrading, so a refused client gets a plain 403 or 401.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.origins.allows(r.Header.Get("Origin"), r.Host) {
+	if !s.origins.Allows(r.Header.Get("Origin"), r.Host) {
 		mRefused.WithLabelValues("origin").Inc()
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return

@@ -117,6 +117,23 @@ func Migrate(ctx context.Context, d *sql.DB, log *slog.Logger) error {
 	return nil
 }
 
+// OpenMigrated opens the database and applies pending migrations, for the processes that own the
+// schema (ingestor, sender). Replicas that start together take turns: Migrate holds goose's
+// advisory lock.
+func OpenMigrated(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*sqlx.DB, error) {
+	d, err := Open(ctx, dsn, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := Migrate(mctx, d.DB, log); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	return d, nil
+}
+
 // IsCode reports whether err is a Postgres error with the given SQLSTATE.
 func IsCode(err error, code string) bool {
 	var pe *pq.Error
