@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,33 +17,11 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// syncBuffer is a bytes.Buffer safe for the process's logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // `ingestor migrate` brings an empty database to the current schema and exits.
 func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
 	url := testenv.EmptyDatabaseURL(t)
-	var out syncBuffer
+	var out testenv.Buffer
 	env := map[string]string{"DATABASE_URL": url, "LOG_FORMAT": "text"}
 	if err := run(testenv.Context(t, time.Minute), []string{"migrate"}, func(k string) string { return env[k] }, &out); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out.String())
@@ -70,25 +45,14 @@ func TestRunProcess(t *testing.T) {
 	t.Parallel()
 	url := testenv.EmptyDatabaseURL(t)
 	srv := testenv.StartNATS(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	env := map[string]string{
 		"DATABASE_URL": url, "NATS_URL": srv.URL, "HTTP_ADDR": addr, "LOG_FORMAT": "text",
 		"INGEST_BATCH_MAX_WAIT": "20ms",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &out) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "ingestor not ready:\n%s", out.String())
+	var out testenv.Buffer
+	proc := testenv.Background(t, func(ctx context.Context) error { return run(ctx, nil, func(k string) string { return env[k] }, &out) })
+	testenv.WaitReady(t, addr, 30*time.Second, out.String)
 
 	_, js := srv.JetStream(t)
 	m := &event.InboundMessage{ID: "01J0000000000000000000000A", Channel: "interakt", ExternalID: "run-1",
@@ -122,14 +86,7 @@ func TestRunProcess(t *testing.T) {
 		t.Error("logs contain a full phone number or a message body")
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		done <- err
-		if err != nil {
-			t.Errorf("run returned %v after SIGTERM-like cancel", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("ingestor did not stop")
+	if err := proc.Stop(); err != nil {
+		t.Errorf("run returned %v after SIGTERM-like cancel", err)
 	}
 }

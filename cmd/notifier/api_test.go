@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,38 +21,13 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // stopped when the test ends.
 func startNotifier(t *testing.T, natsURL string, extra map[string]string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	vars := map[string]string{"NATS_URL": natsURL, "HTTP_ADDR": addr, "JWT_SECRET": secret, "LOG_LEVEL": "error"}
 	for k, v := range extra {
 		vars[k] = v
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env(vars), io.Discard) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("run did not stop")
-		}
-	})
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "notifier not ready")
+	testenv.Background(t, func(ctx context.Context) error { return run(ctx, nil, env(vars), io.Discard) })
+	testenv.WaitReady(t, addr, 10*time.Second, nil)
 	return addr
 }
 

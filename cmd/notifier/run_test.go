@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,29 +57,14 @@ func TestTokenSubcommand(t *testing.T) {
 // to it the way an agent's browser would.
 func TestRunServesWebSocket(t *testing.T) {
 	ns := testenv.StartNATS(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, nil, env(map[string]string{
+	addr := testenv.FreeAddr(t)
+	proc := testenv.Background(t, func(ctx context.Context) error {
+		return run(ctx, nil, env(map[string]string{
 			"NATS_URL": ns.URL, "HTTP_ADDR": addr, "JWT_SECRET": secret,
 			"ALLOWED_ORIGINS": "https://agents.example.com", "LOG_LEVEL": "error",
 		}), io.Discard)
-	}()
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "notifier not ready")
+	})
+	testenv.WaitReady(t, addr, 10*time.Second, nil)
 
 	var tok bytes.Buffer
 	if err := mintToken([]string{"--sub", "agent-1", "--teams", "support"}, env(map[string]string{"JWT_SECRET": secret}), &tok, io.Discard); err != nil {
@@ -108,14 +92,8 @@ func TestRunServesWebSocket(t *testing.T) {
 		t.Fatalf("dial without token: %v, want 401", err)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not stop")
+	if err := proc.Stop(); err != nil {
+		t.Fatalf("run: %v", err)
 	}
 	// Shutdown closed the socket with 1001 so the agent reconnects elsewhere.
 	if _, _, err := ws.Read(dctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,35 +27,13 @@ func TestRunWithOneProviderConfigured(t *testing.T) {
 	db := testenv.Open(t, dbURL)
 	fake := netcore.NewFake("k")
 	defer fake.Close()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "NATS_URL": ns.URL, "HTTP_ADDR": addr, "LOG_FORMAT": "text",
 		"NETCORE_API_URL": fake.URL + "/api/v2/message/", "NETCORE_API_KEY": "k",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("run did not return after cancel")
-		}
-	}()
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "sender never ready")
+	testenv.Background(t, func(ctx context.Context) error { return run(ctx, nil, func(k string) string { return env[k] }, io.Discard) })
+	testenv.WaitReady(t, addr, 20*time.Second, nil)
 
 	conv := func(ch string) string {
 		var id string
@@ -73,7 +50,7 @@ func TestRunWithOneProviderConfigured(t *testing.T) {
 	for i, ch := range []string{event.ChannelInterakt, event.ChannelNetcore} {
 		cmd := event.ReplyCommand{CommandID: fmt.Sprintf("c%d", i), ConversationID: conv(ch), Text: "hello"}
 		data, _ := event.Encode(&cmd)
-		if _, err := js.Publish(ctx, queue.SubjectReplies, data); err != nil {
+		if _, err := js.Publish(testenv.Context(t, 5*time.Second), queue.SubjectReplies, data); err != nil {
 			t.Fatal(err)
 		}
 	}
