@@ -32,7 +32,9 @@ func TestRunWithOneProviderConfigured(t *testing.T) {
 		"DATABASE_URL": dbURL, "NATS_URL": ns.URL, "HTTP_ADDR": addr, "LOG_FORMAT": "text",
 		"NETCORE_API_URL": fake.URL + "/api/v2/message/", "NETCORE_API_KEY": "k",
 	}
-	testenv.Background(t, func(ctx context.Context) error { return run(ctx, nil, func(k string) string { return env[k] }, io.Discard) })
+	testenv.Background(t, func(ctx context.Context) error {
+		return run(ctx, nil, func(k string) string { return env[k] }, io.Discard)
+	})
 	testenv.WaitReady(t, addr, 20*time.Second, nil)
 
 	conv := func(ch string) string {
