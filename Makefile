@@ -16,6 +16,7 @@ test:
 
 ## lint: staticcheck (pinned as a tool in go.mod)
 lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
