@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -12,12 +13,29 @@ import (
 	"github.com/coder/websocket"
 )
 
-// frame is one text frame ready to write. Live event frames are encoded once and shared by every
-// connection that receives them.
+// frame is one text frame ready to write. Live event frames are encoded once, WebSocket header
+// included, and the same bytes are written to every connection that receives them.
 type frame struct {
 	seq    uint64    // stream sequence of an event; 0 for control frames
-	data   []byte    // the JSON text
+	wire   []byte    // the whole WebSocket text frame: header and JSON
 	stored time.Time // when the event was stored in EVENTS, for the fan-out latency histogram
+}
+
+// newFrame wraps JSON data in an unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2), the
+// same bytes coder/websocket would write for it.
+func newFrame(seq uint64, data []byte, stored time.Time) *frame {
+	n := len(data)
+	var hdr []byte
+	switch {
+	case n < 126:
+		hdr = []byte{0x81, byte(n)}
+	case n <= 0xffff:
+		hdr = []byte{0x81, 126, byte(n >> 8), byte(n)}
+	default:
+		hdr = binary.BigEndian.AppendUint64([]byte{0x81, 127}, uint64(n))
+	}
+	wire := make([]byte, 0, len(hdr)+n)
+	return &frame{seq: seq, wire: append(append(wire, hdr...), data...), stored: stored}
 }
 
 // Close reasons agents' clients may act on.
@@ -33,10 +51,16 @@ const (
 // conn is one agent's WebSocket. Memory per idle connection is kept small on purpose (the target
 // is 16 KiB at 10,000 connections): one reader goroutine, no writer goroutine unless frames are
 // pending, small bufio buffers (see hijackWriter), no per-connection channels.
+//
+// Text frames bypass coder/websocket's writer: they are written whole, pre-encoded, to the socket
+// under sw.mu, which also serializes the library's own control frames (pings, pongs, close). The
+// fan-out writes a live frame directly when the connection has nothing queued and the socket
+// takes it without waiting; otherwise the frame goes to the queue and a writer goroutine.
 type conn struct {
 	hub   *Hub
 	ws    *websocket.Conn
-	nc    net.Conn // the hijacked TCP connection, for write deadlines
+	nc    net.Conn    // the hijacked TCP connection, for deadlines
+	sw    *sockWriter // every write to nc goes through it
 	id    uint64
 	agent Agent
 
@@ -46,6 +70,7 @@ type conn struct {
 	space     sync.Cond // signalled when the queue shrinks or the connection closes
 	queue     []*frame  // frames for the writer, at most Config.SendQueue
 	writing   bool      // a writeLoop goroutine owns the queue
+	partial   []byte    // rest of a frame the fan-out began; the writer holds sw.mu until it is sent
 	paused    bool      // live frames go to held (handshake grace or replay in progress)
 	handshake bool      // no client message yet and the resume grace has not ended
 	replaying bool      // a resume owns the pause; only it may release
@@ -60,32 +85,56 @@ type conn struct {
 	done     chan struct{}
 }
 
-func newConn(h *Hub, ws *websocket.Conn, nc net.Conn, id uint64) *conn {
-	c := &conn{hub: h, ws: ws, nc: nc, id: id, paused: true, handshake: true, done: make(chan struct{})}
+func newConn(h *Hub, ws *websocket.Conn, sw *sockWriter, id uint64) *conn {
+	c := &conn{hub: h, ws: ws, nc: sw.nc, sw: sw, id: id, paused: true, handshake: true, done: make(chan struct{})}
 	c.space.L = &c.mu
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
 }
 
-// deliver hands a live event to the connection. It is called by the fan-out with hub.mu held, so
-// it never blocks: a connection that cannot take the frame is closed as a slow consumer.
-func (c *conn) deliver(f *frame) {
+// deliver hands a live event to the connection and reports whether it was written to the socket
+// right away. It is called by the fan-out with hub.mu held, so it never blocks: a connection
+// that cannot take the frame is closed as a slow consumer.
+func (c *conn) deliver(f *frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || f.seq <= c.minSeq {
-		return
+		return false
 	}
 	if c.paused {
 		if len(c.held) >= c.hub.cfg.SendQueue {
 			c.beginCloseLocked(websocket.StatusTryAgainLater, reasonSlow, true)
-			return
+			return false
 		}
 		c.held = append(c.held, f)
-		return
+		return false
+	}
+	// Nothing queued (the writer exits only when the queue is empty) and the socket free: write
+	// now, without a goroutine. The library holds sw.mu only for a control frame; then queue.
+	if !c.writing && c.sw.raw != nil && c.sw.mu.TryLock() {
+		n, err := c.sw.tryWrite(f.wire)
+		switch {
+		case err != nil:
+			c.sw.mu.Unlock()
+			c.beginCloseLocked(websocket.StatusGoingAway, "write failed", false)
+			return false
+		case n == len(f.wire):
+			c.sw.mu.Unlock()
+			return true
+		case n > 0:
+			// The socket buffer filled mid-frame: the writer sends the rest, keeping sw.mu so
+			// nothing else lands inside the frame.
+			c.partial = f.wire[n:]
+			c.writing = true
+			go c.writeLoop(f)
+			return false
+		}
+		c.sw.mu.Unlock() // the socket took nothing: queue the whole frame
 	}
 	if !c.pushLocked(f) {
 		c.beginCloseLocked(websocket.StatusTryAgainLater, reasonSlow, true)
 	}
+	return false
 }
 
 // pushLocked appends f to the queue and makes sure a writer runs; false if the queue is full.
@@ -96,7 +145,7 @@ func (c *conn) pushLocked(f *frame) bool {
 	c.queue = append(c.queue, f)
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop()
+		go c.writeLoop(nil)
 	}
 	return true
 }
@@ -116,51 +165,80 @@ func (c *conn) send(f *frame) bool {
 	return true
 }
 
-func (c *conn) sendJSON(v any) bool { return c.send(&frame{data: mustJSON(v)}) }
+func (c *conn) sendJSON(v any) bool { return c.send(newFrame(0, mustJSON(v), time.Time{})) }
 
 // writeLoop drains the queue and exits when it is empty, so an idle connection has no writer
-// goroutine (and no stack) at all.
-func (c *conn) writeLoop() {
+// goroutine (and no stack) at all. If the fan-out left a frame half written (started is that
+// frame, c.partial its rest), the loop owns sw.mu and finishes that frame first, even on a
+// connection that is closing: a close frame must not land inside it.
+func (c *conn) writeLoop(started *frame) {
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
+		partial := c.partial
+		c.partial = nil
+		if partial == nil && (c.closed || len(c.queue) == 0) {
 			c.writing = false
 			c.queue = nil
 			c.space.Broadcast()
 			c.mu.Unlock()
 			return
 		}
-		batch := c.queue
-		c.queue = nil
-		c.space.Broadcast()
+		var batch []*frame
+		if !c.closed {
+			batch = c.queue
+			c.queue = nil
+			c.space.Broadcast()
+		}
 		c.mu.Unlock()
 
+		if partial == nil {
+			c.sw.mu.Lock() // waits only for a control frame the library is writing
+		}
 		// A write that cannot finish within WriteTimeout means the client stopped reading.
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+		err := c.sw.writeLocked(partial)
+		if err == nil && started != nil {
+			delivered(started)
+		}
+		started = nil
 		for _, f := range batch {
-			if err := c.ws.Write(context.Background(), websocket.MessageText, f.data); err != nil {
-				c.mu.Lock()
-				c.writing = false
-				c.queue = nil
-				if isTimeout(err) {
-					c.beginCloseLocked(websocket.StatusTryAgainLater, reasonSlow, true)
-				} else {
-					c.beginCloseLocked(websocket.StatusGoingAway, "write failed", false)
-				}
-				c.space.Broadcast()
-				c.mu.Unlock()
-				return
+			if err != nil {
+				break
 			}
-			if f.seq > 0 {
-				mEventsDelivered.Inc()
-				if !f.stored.IsZero() {
-					mFanoutLatency.Observe(time.Since(f.stored).Seconds())
-				}
+			if err = c.sw.writeLocked(f.wire); err == nil {
+				delivered(f)
 			}
 		}
 		// The library also writes on its own (pongs, close replies) without setting a deadline;
 		// a stale one would fail those writes.
 		_ = c.nc.SetWriteDeadline(time.Time{})
+		c.sw.mu.Unlock()
+		if err != nil {
+			c.mu.Lock()
+			c.writing = false
+			c.queue = nil
+			c.partial = nil
+			if isTimeout(err) {
+				c.beginCloseLocked(websocket.StatusTryAgainLater, reasonSlow, true)
+			} else {
+				c.beginCloseLocked(websocket.StatusGoingAway, "write failed", false)
+			}
+			c.space.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// delivered records one event frame written by a connection's writer goroutine (a replayed frame,
+// or a live one that had to wait for the socket).
+func delivered(f *frame) {
+	if f.seq == 0 {
+		return
+	}
+	mEventsDelivered.Inc()
+	if !f.stored.IsZero() {
+		mFanoutLatency.Observe(time.Since(f.stored).Seconds())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,14 +40,15 @@ type Hub struct {
 	cfg Config
 	log *slog.Logger
 
-	mu     sync.Mutex
-	conns  connSet
-	admins connSet
-	byTeam map[string]connSet
-	byRoom map[string]connSet
-	cursor uint64 // last stream sequence fanned out
-	epoch  string
-	cc     jetstream.ConsumeContext
+	mu      sync.Mutex
+	conns   connSet
+	admins  connSet
+	byTeam  map[string]connSet
+	byRoom  map[string]connSet
+	cursor  uint64  // last stream sequence fanned out
+	targets []*conn // fan-out scratch, reused across events
+	epoch   string
+	cc      jetstream.ConsumeContext
 
 	ready atomic.Bool
 	stop  chan struct{}
@@ -176,7 +178,7 @@ func (h *Hub) handle(msg jetstream.Msg) {
 	if err == nil {
 		var data []byte
 		if data, err = encodeEvent(&ev, seq); err == nil {
-			f = &frame{seq: seq, data: data, stored: meta.Timestamp}
+			f = newFrame(seq, data, meta.Timestamp)
 		}
 	}
 	if err != nil {
@@ -198,18 +200,62 @@ func (h *Hub) handle(msg jetstream.Msg) {
 // whoever joined the conversation's room. Each connection gets it once.
 func (h *Hub) fanoutLocked(team, conv string, f *frame) {
 	eff := effectiveTeam(team)
+	targets := h.targets[:0]
 	for c := range h.admins {
-		c.deliver(f)
+		targets = append(targets, c)
 	}
 	members := h.byTeam[eff]
 	for c := range members {
-		c.deliver(f)
+		targets = append(targets, c)
 	}
 	for c := range h.byRoom[conv] {
 		if _, inTeam := members[c]; !inTeam && !c.agent.Admin {
-			c.deliver(f)
+			targets = append(targets, c)
 		}
 	}
+	deliverAll(targets, f)
+	clear(targets) // keep the capacity, not the connections
+	h.targets = targets[:0]
+}
+
+// fanoutBlock is how many connections a fan-out worker claims at a time, and how many sockets
+// share one fan-out latency observation at most.
+const fanoutBlock = 64
+
+// deliverAll delivers f to targets on up to GOMAXPROCS goroutines (the socket writes dominate the
+// cost) and returns when every target has it written or queued, so events stay in order. Frames
+// written directly are counted per block of up to fanoutBlock sockets, and the block's fan-out
+// latency is observed once, when its last write finished.
+func deliverAll(targets []*conn, f *frame) {
+	var next atomic.Int64
+	work := func() {
+		for {
+			end := int(next.Add(fanoutBlock))
+			start := end - fanoutBlock
+			if start >= len(targets) {
+				return
+			}
+			written := 0
+			for _, c := range targets[start:min(end, len(targets))] {
+				if c.deliver(f) {
+					written++
+				}
+			}
+			if written > 0 {
+				mEventsDelivered.Add(float64(written))
+				if !f.stored.IsZero() {
+					mFanoutLatency.Observe(time.Since(f.stored).Seconds())
+				}
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), (len(targets)+fanoutBlock-1)/fanoutBlock)
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // register adds c to the fan-out and queues its hello. From here on every visible event after
@@ -233,7 +279,7 @@ func (h *Hub) register(c *conn) {
 	mConnections.Inc()
 	c.mu.Lock()
 	c.liveAfter = h.cursor
-	c.pushLocked(&frame{data: mustJSON(helloFrame{Event: event.EventHello, Epoch: h.epoch, Seq: h.cursor})})
+	c.pushLocked(newFrame(0, mustJSON(helloFrame{Event: event.EventHello, Epoch: h.epoch, Seq: h.cursor}), time.Time{}))
 	c.mu.Unlock()
 }
 

@@ -42,7 +42,7 @@ var (
 	})
 	mFanoutLatency = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chatwire_notifier_fanout_latency_seconds",
-		Help:    "Time from an event's storage in the EVENTS stream to its write on a live socket.",
+		Help:    "Time from an event's storage in the EVENTS stream to its write on live sockets: once per block of up to 64 sockets the fan-out wrote directly (its last write), once per frame a connection's writer sent later.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
 )

@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -334,6 +336,70 @@ func TestSlowClientIsDroppedWithoutDelayingOthers(t *testing.T) {
 	}
 	if s := websocket.CloseStatus(closeErr); s != -1 && s != websocket.StatusTryAgainLater {
 		t.Fatalf("slow client close status %v, want 1013", s)
+	}
+}
+
+// TestPausedReaderGetsWholeFramesInOrder: a client that stops reading until the server's writes
+// back up (the fan-out then leaves frames half written for the connection's writer) still gets
+// every frame whole and in order once it reads again, and a ping in between is answered.
+func TestPausedReaderGetsWholeFramesInOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	srv, url := e.server(t, func(c *Config) { c.SendQueue = 256; c.WriteTimeout = 20 * time.Second })
+	ws, _, err := dialRaw(t, url, token(t, "paused", "agent", "support"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20)
+	ctx := testenv.Context(t, 10*time.Second)
+	if _, _, err := ws.Read(ctx); err != nil { // hello
+		t.Fatal(err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"leave_conversation","conversation_id":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := ws.Read(ctx); err != nil || !strings.Contains(string(data), `"ack"`) {
+		t.Fatalf("ack: %s %v", data, err)
+	}
+
+	// 120 × 48 KiB is more than loopback socket buffers hold while nobody reads.
+	big := `{"n":%d,"blob":"` + strings.Repeat("y", 48<<10) + `"}`
+	seqs := e.publishData(t, "support", "conv-p", 120, big)
+	caughtUp(t, srv, seqs[len(seqs)-1])
+
+	frames := make(chan got, len(seqs))
+	go func() {
+		defer close(frames)
+		for {
+			_, data, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var g got
+			if err := json.Unmarshal(data, &g); err != nil {
+				g.Event = "bad frame: " + err.Error()
+			}
+			frames <- g
+		}
+	}()
+	for i, want := range seqs {
+		if i == len(seqs)/2 {
+			if err := ws.Ping(testenv.Context(t, 5*time.Second)); err != nil {
+				t.Fatalf("ping during the backlog: %v", err)
+			}
+		}
+		select {
+		case g := <-frames:
+			if g.Event != event.EventNewMessage || g.Seq != want {
+				t.Fatalf("frame %d: got %s seq %d, want seq %d", i+1, g.Event, g.Seq, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("frame %d of %d missing", i+1, len(seqs))
+		}
+	}
+	if srv.Connections() != 1 {
+		t.Fatal("paused client was dropped")
 	}
 }
 

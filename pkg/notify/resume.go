@@ -134,7 +134,7 @@ func (h *Hub) replay(ctx context.Context, c *conn, after uint64, epoch string, l
 		if derr == nil && c.visible(ev.Team, ev.ConversationID, rooms) {
 			data, jerr := encodeEvent(&ev, seq)
 			if jerr == nil {
-				if !c.send(&frame{seq: seq, data: data}) {
+				if !c.send(newFrame(seq, data, time.Time{})) {
 					return n, last, "", errClosed
 				}
 				n++

@@ -15,7 +15,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -151,7 +153,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept answered the request
 	}
 	ws.SetReadLimit(maxClientMessage)
-	c := newConn(s.hub, ws, hw.nc, s.nextID.Add(1))
+	c := newConn(s.hub, ws, hw.sw, s.nextID.Add(1))
 	c.agent = agent
 	// The HTTP goroutine (and its grown stack) ends here; the connection continues on a fresh one.
 	go s.run(c, tok != "", resume)
@@ -257,18 +259,19 @@ func (c *conn) handle(m ClientMessage) {
 }
 
 // Buffer sizes of a hijacked connection. net/http hands over 4 KiB read and write buffers; agents
-// send a few small frames and receive frames of a few hundred bytes, so smaller buffers save
-// most of the per-connection memory at 10,000 connections. Larger frames bypass the buffer.
+// send a few small frames, so smaller buffers save most of the per-connection memory at 10,000
+// connections. Text frames are written without the buffer (see sockWriter); it carries only
+// coder/websocket's control frames, at most 127 bytes each, so each reaches sockWriter.Write whole.
 const (
 	readBufSize  = 512
-	writeBufSize = 1024
+	writeBufSize = 256
 )
 
-// hijackWriter hands coder/websocket a hijacked connection with small buffers, and keeps the
-// net.Conn so the writer can set deadlines.
+// hijackWriter hands coder/websocket a hijacked connection with small buffers, writing through a
+// sockWriter that the connection shares with the library.
 type hijackWriter struct {
 	http.ResponseWriter
-	nc net.Conn
+	sw *sockWriter
 }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -285,9 +288,75 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
 	}
-	w.nc = nc
-	return nc, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufSize), bufio.NewWriterSize(nc, writeBufSize)), nil
+	w.sw = &sockWriter{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		w.sw.raw, _ = sc.SyscallConn()
+	}
+	return nc, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufSize), bufio.NewWriterSize(w.sw, writeBufSize)), nil
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// sockWriter serializes whole frames on one socket. coder/websocket writes through it only control
+// frames (pings, pongs, close), each small enough to reach Write in one piece from its buffer;
+// the connection writes its pre-encoded text frames with mu held.
+type sockWriter struct {
+	nc  net.Conn
+	raw syscall.RawConn // for writes that must not wait; nil if nc has no file descriptor
+
+	mu        sync.Mutex
+	closeSent bool // the library sent a close frame: no data frame may follow it
+}
+
+// Write is the library's path: one control frame per call.
+func (w *sockWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(p) > 0 && p[0]&0x0f == 0x8 {
+		w.closeSent = true
+	}
+	return w.nc.Write(p)
+}
+
+// writeLocked writes p whole, waiting for the socket (bounded by the write deadline); mu held.
+func (w *sockWriter) writeLocked(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if w.closeSent {
+		return net.ErrClosed
+	}
+	_, err := w.nc.Write(p)
+	return err
+}
+
+// tryWrite writes as much of p as the socket takes without waiting; mu held and raw set. A short
+// count with a nil error means the socket buffer is full.
+func (w *sockWriter) tryWrite(p []byte) (n int, err error) {
+	if w.closeSent {
+		return 0, net.ErrClosed
+	}
+	rerr := w.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, e := syscall.Write(int(fd), p[n:])
+			if m > 0 {
+				n += m
+			}
+			if e == syscall.EINTR {
+				continue
+			}
+			if e != nil && e != syscall.EAGAIN {
+				err = e
+			}
+			if e != nil || m <= 0 {
+				break
+			}
+		}
+		return true // never wait for the socket here
+	})
+	if err == nil {
+		err = rerr
+	}
+	return n, err
+}
