@@ -73,6 +73,7 @@ type Ingestor struct {
 	maxDeliver int
 
 	hooks hooks
+	stmts *stmtCache
 }
 
 // hooks let tests fail a batch at the points where a process can die or Postgres can fail. A
@@ -85,7 +86,7 @@ type hooks struct {
 
 // New returns an Ingestor; call Run to consume.
 func New(db *sqlx.DB, js jetstream.JetStream, cfg Config, log *slog.Logger) *Ingestor {
-	return &Ingestor{db: db, js: js, log: log, cfg: cfg.withDefaults()}
+	return &Ingestor{db: db, js: js, log: log, cfg: cfg.withDefaults(), stmts: newStmtCache(db)}
 }
 
 // outcome is what happens to one INBOUND message after its batch.
@@ -131,6 +132,7 @@ func (in *Ingestor) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopWatch()
+	defer in.stmts.close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -155,6 +157,7 @@ func (in *Ingestor) Run(ctx context.Context) error {
 
 func (in *Ingestor) work(ctx context.Context, cons jetstream.Consumer) error {
 	failures := 0
+	var prev inFlight // the previous batch, still publishing
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(in.cfg.BatchSize, jetstream.FetchMaxWait(in.cfg.BatchMaxWait))
 		if err != nil {
@@ -177,12 +180,21 @@ func (in *Ingestor) work(ctx context.Context, cons jetstream.Consumer) error {
 			continue
 		}
 		// The batch runs to its end even if ctx ends now: acking it is cheaper than redelivery.
-		err = in.handleBatch(context.WithoutCancel(ctx), msgs)
+		bctx := context.WithoutCancel(ctx)
+		pb, err := in.storeBatch(bctx, msgs)
+		if errors.Is(err, errAbandon) {
+			prev.wait() //nolint:errcheck // Run returns err either way
+			return err
+		}
+		if err == nil && pb != nil {
+			// The previous batch's events must be confirmed before this batch's are published,
+			// so one worker announces its batches in commit order.
+			err = prev.wait()
+			prev = in.finishAsync(bctx, pb)
+		}
 		switch {
 		case err == nil:
 			failures = 0
-		case errors.Is(err, errAbandon):
-			return err
 		default:
 			failures++
 			// Postgres or NATS is unwell: wait for the database before fetching again, so messages
@@ -190,7 +202,29 @@ func (in *Ingestor) work(ctx context.Context, cons jetstream.Consumer) error {
 			in.waitForDB(ctx, failures)
 		}
 	}
+	prev.wait() //nolint:errcheck // a failed publish was logged and its batch nak'ed
 	return nil
+}
+
+// inFlight is a committed batch whose events are being published and whose messages are then
+// settled; its channel yields the result once.
+type inFlight chan error
+
+// wait blocks until the batch is settled; a nil inFlight is settled already.
+func (f inFlight) wait() error {
+	if f == nil {
+		return nil
+	}
+	return <-f
+}
+
+// finishAsync publishes a committed batch's events and settles its messages in the background,
+// so the worker fetches and stores its next batch meanwhile (the order commit → publish → ack
+// holds per batch; only the next batch's transaction overlaps).
+func (in *Ingestor) finishAsync(ctx context.Context, pb *pendingBatch) inFlight {
+	f := make(inFlight, 1)
+	go func() { f <- in.finishBatch(ctx, pb) }()
+	return f
 }
 
 // waitForDB sleeps with backoff until Postgres answers or ctx ends.
@@ -208,11 +242,19 @@ func (in *Ingestor) waitForDB(ctx context.Context, failures int) {
 	}
 }
 
-// handleBatch stores one fetched batch and settles each of its messages.
-func (in *Ingestor) handleBatch(ctx context.Context, msgs []jetstream.Msg) error {
+// pendingBatch is a batch whose transaction is over: what to publish, then how to settle.
+type pendingBatch struct {
+	items []*item
+	res   *batchResult
+	stop  func() // ends the InProgress ticker
+}
+
+// storeBatch decodes and stores one fetched batch. Messages that cannot be decoded are settled
+// at once; on a transient failure every message is nak'ed and the error returned. It returns nil
+// when nothing is left to publish or settle.
+func (in *Ingestor) storeBatch(ctx context.Context, msgs []jetstream.Msg) (*pendingBatch, error) {
 	mBatchSize.Observe(float64(len(msgs)))
 	stop := keepInProgress(msgs, in.ackWait)
-	defer stop()
 
 	items := make([]*item, 0, len(msgs))
 	for _, m := range msgs {
@@ -224,14 +266,16 @@ func (in *Ingestor) handleBatch(ctx context.Context, msgs []jetstream.Msg) error
 		items = append(items, it)
 	}
 	if len(items) == 0 {
-		return nil
+		stop()
+		return nil, nil
 	}
 
 	res, err := in.storeWithRetry(ctx, items)
 	switch {
 	case err == nil:
 	case errors.Is(err, errAbandon):
-		return err
+		stop()
+		return nil, err
 	case store.IsTransient(err):
 		mBatchFailures.WithLabelValues("transient").Inc()
 		in.log.Warn("batch not stored, will be redelivered", "messages", len(items), "err", err)
@@ -239,7 +283,8 @@ func (in *Ingestor) handleBatch(ctx context.Context, msgs []jetstream.Msg) error
 			it.outcome = outcomeNak
 			in.settle(ctx, it)
 		}
-		return err
+		stop()
+		return nil, err
 	default:
 		// Something in the batch can never be stored. Store each message on its own, so the
 		// poison is found and dead-lettered and the rest is kept.
@@ -247,14 +292,24 @@ func (in *Ingestor) handleBatch(ctx context.Context, msgs []jetstream.Msg) error
 		in.log.Warn("batch refused by postgres, storing its messages one by one", "messages", len(items), "err", err)
 		res, err = in.storeOneByOne(ctx, items)
 		if err != nil {
-			return err
+			stop()
+			return nil, err
 		}
 	}
 
 	if err := in.hook(in.hooks.afterCommit, items); errors.Is(err, errAbandon) {
-		return err
+		stop()
+		return nil, err
 	}
-	err = in.publish(ctx, res)
+	return &pendingBatch{items: items, res: res, stop: stop}, nil
+}
+
+// finishBatch publishes a committed batch's events and classify jobs, then settles its messages:
+// ack once every event is confirmed, nak (so the redelivery re-publishes) otherwise.
+func (in *Ingestor) finishBatch(ctx context.Context, pb *pendingBatch) error {
+	defer pb.stop()
+	items, res := pb.items, pb.res
+	err := in.publish(ctx, res)
 	if err != nil {
 		// Committed but not announced: leave the batch to be redelivered, which re-publishes.
 		mBatchFailures.WithLabelValues("publish").Inc()
@@ -324,7 +379,7 @@ func (in *Ingestor) storeTx(ctx context.Context, items []*item) (*batchResult, e
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	res, err := storeItems(tctx, tx, items, time.Now())
+	res, err := storeItems(tctx, stx{tx: tx, cache: in.stmts}, items, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +440,7 @@ func (in *Ingestor) publish(ctx context.Context, res *batchResult) error {
 	defer cancel()
 	futures := make([]jetstream.PubAckFuture, 0, len(res.events)+len(res.jobs))
 	for _, ev := range res.events {
-		data, err := event.Encode(ev)
+		data, err := encodeAgentEvent(ev)
 		if err != nil {
 			return fmt.Errorf("encoding %s event: %w", ev.Event, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/chatwire/chatwire/pkg/app"
@@ -59,16 +58,24 @@ RETURNING id`
 	// committed, or rows whose status changed).
 	sqlSelectMessages = `SELECT ` + msgColumns + ` FROM chat_messages WHERE id = ANY($1::uuid[])`
 
-	// sqlMarkClassify marks the messages whose conversation must be classified.
-	sqlMarkClassify = `UPDATE chat_messages SET classify_pending = true WHERE id = ANY($1::uuid[])`
-
 	// sqlLockConversations locks the conversations that receive new messages, in id order, and
 	// returns their status before this batch (resolved: being reopened). NO KEY UPDATE is the
 	// lock the UPDATE takes anyway; FOR UPDATE would conflict with the KEY SHARE locks that other
 	// ingestors' foreign-key checks hold on the same conversations, and deadlock. It is a
 	// statement of its own so that the UPDATE after it takes its snapshot once every lock is held
 	// and sees the messages of the ingestors it waited for.
-	sqlLockConversations = `SELECT id, status FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE`
+	//
+	// The same statement tells which of the batch's rows that were not inserted ($2) exist with
+	// their own id (an earlier delivery of the same INBOUND message committed them): conv is
+	// false on those rows. Its snapshot is taken after the INSERT returned, and the INSERT waited
+	// for every transaction it conflicted with, so those rows are visible.
+	sqlLockConversations = `
+WITH locked AS (
+    SELECT id, status FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+)
+SELECT true AS conv, id, status FROM locked
+UNION ALL
+SELECT false, id, NULL FROM chat_messages WHERE id = ANY($2::uuid[])`
 
 	sqlSelectConversations = `SELECT ` + store.ConversationColumns + ` FROM conversations WHERE id = ANY($1::uuid[])`
 
@@ -113,9 +120,13 @@ SELECT EXISTS (SELECT 1 FROM target) AS found, (SELECT id FROM upd) AS updated`
 // reopens, a missing name is filled in. The channel follows the customer's latest inbound
 // message: it changes to the batch's latest channel only if no stored inbound message is newer
 // (conversations.channel already is the channel of the latest one stored before, so the index
-// probe runs only when the channel would change). It is a var because its RETURNING list must be
+// probe runs only when the channel would change). The same statement marks the messages whose
+// conversation must be classified ($6: rows this transaction inserted). It is a var because its RETURNING list must be
 // qualified: v has an id, name and channel too.
 var sqlUpdateConversations = `
+WITH mark AS (
+    UPDATE chat_messages SET classify_pending = true WHERE id = ANY($6::uuid[])
+)
 UPDATE conversations AS c
    SET unread_count    = c.unread_count + v.n,
        last_message_at = GREATEST(c.last_message_at, v.max_at),
@@ -147,7 +158,7 @@ func newBatchResult() *batchResult {
 
 // storeItems writes the batch in tx and records each item's outcome (ok, or retry for a status
 // whose message is not known yet). It returns the events and jobs to publish after commit.
-func storeItems(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time) (*batchResult, error) {
+func storeItems(ctx context.Context, tx stx, items []*item, now time.Time) (*batchResult, error) {
 	res := newBatchResult()
 	var inbound []*item
 	var statuses []*item
@@ -185,7 +196,7 @@ type phoneAgg struct {
 	latest  time.Time
 }
 
-func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time, res *batchResult) error {
+func storeInbound(ctx context.Context, tx stx, items []*item, now time.Time, res *batchResult) error {
 	// Two deliveries of one provider message in the same batch: the first stands for both.
 	rows := make([]inboundRow, 0, len(items))
 	rowItem := make(map[uuid.UUID]*item, len(items))
@@ -286,32 +297,12 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 
 	// Rows that were not inserted: either an earlier delivery of this very INBOUND message
 	// committed them (same id: publish their events again, the crash-after-commit case), or the
-	// provider message was stored under another delivery (a duplicate: nothing to do).
+	// provider message was stored under another delivery (a duplicate: nothing to do). Which one
+	// is asked together with the conversation locks below.
 	var missing []string
-	for _, r := range rows {
-		if !insertedIDs[r.id.String()] {
-			missing = append(missing, r.id.String())
-		}
-	}
-	var ours []msgRow
-	if len(missing) > 0 {
-		if err := tx.SelectContext(ctx, &ours, sqlSelectMessages, pq.Array(missing)); err != nil {
-			return fmt.Errorf("loading already stored messages: %w", err)
-		}
-	}
-	oursIDs := make(map[string]bool, len(ours))
-	for _, m := range ours {
-		oursIDs[m.ID] = true
-	}
-	for _, r := range rows {
-		id := r.id.String()
-		switch {
-		case insertedIDs[id]:
-			res.stored[r.channel]++
-		case oursIDs[id]:
-			res.reemitted[r.channel]++
-		default:
-			res.duplicates[r.channel]++
+	for i := range rows {
+		if !insertedIDs[ids[i]] {
+			missing = append(missing, ids[i])
 		}
 	}
 
@@ -344,49 +335,64 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 		}
 		a.msgs = append(a.msgs, m)
 	}
-	convData := map[string]*store.ConversationRow{}
-	if len(byConv) > 0 {
-		cids := make([]string, 0, len(byConv))
-		for id := range byConv {
-			cids = append(cids, id)
-		}
-		sort.Strings(cids)
-		lrows, err := tx.QueryxContext(ctx, sqlLockConversations, pq.Array(cids))
+	cids := make([]string, 0, len(byConv))
+	for id := range byConv {
+		cids = append(cids, id)
+	}
+	sort.Strings(cids)
+	var oursIDs map[string]bool
+	if len(cids) > 0 || len(missing) > 0 {
+		lrows, err := tx.QueryxContext(ctx, sqlLockConversations, pq.Array(cids), pq.Array(missing))
 		if err != nil {
 			return fmt.Errorf("locking conversations: %w", err)
 		}
 		for lrows.Next() {
-			var id, status string
-			if err := lrows.Scan(&id, &status); err != nil {
+			var conv bool
+			var id string
+			var status *string
+			if err := lrows.Scan(&conv, &id, &status); err != nil {
 				lrows.Close()
 				return fmt.Errorf("locking conversations: %w", err)
 			}
-			if ci := convByID[id]; ci != nil {
-				ci.prevStatus = status
+			switch {
+			case !conv:
+				if oursIDs == nil {
+					oursIDs = map[string]bool{}
+				}
+				oursIDs[id] = true
+			case status != nil:
+				if ci := convByID[id]; ci != nil {
+					ci.prevStatus = *status
+				}
 			}
 		}
 		if err := lrows.Close(); err != nil {
 			return fmt.Errorf("locking conversations: %w", err)
 		}
-		ns := make([]int64, len(cids))
-		maxAts := make([]string, len(cids))
-		cnames := make([]string, len(cids))
-		cchans := make([]string, len(cids))
-		for i, id := range cids {
-			a := byConv[id]
-			ns[i], maxAts[i], cnames[i], cchans[i] = int64(a.n), a.maxAt.Format(time.RFC3339Nano), a.name, a.channel
+	}
+	var ours []msgRow
+	if len(oursIDs) > 0 {
+		found := make([]string, 0, len(oursIDs))
+		for id := range oursIDs {
+			found = append(found, id)
 		}
-		var updated []store.ConversationRow
-		if err := tx.SelectContext(ctx, &updated, sqlUpdateConversations, pq.Array(cids), pq.Array(ns),
-			pq.Array(maxAts), pq.Array(cnames), pq.Array(cchans)); err != nil {
-			return fmt.Errorf("updating conversations: %w", err)
+		if err := tx.SelectContext(ctx, &ours, sqlSelectMessages, pq.Array(found)); err != nil {
+			return fmt.Errorf("loading already stored messages: %w", err)
 		}
-		for i := range updated {
-			convData[updated[i].ID] = &updated[i]
+	}
+	for i, r := range rows {
+		switch {
+		case insertedIDs[ids[i]]:
+			res.stored[r.channel]++
+		case oursIDs[ids[i]]:
+			res.reemitted[r.channel]++
+		default:
+			res.duplicates[r.channel]++
 		}
 	}
 
 	// Classification: the first new message of a conversation this batch created or reopened.
+	// It is marked by the conversation update's statement.
 	var classifyIDs []string
 	classifyMsg := map[string]bool{}
 	for cid, a := range byConv {
@@ -398,9 +404,24 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 		classifyIDs = append(classifyIDs, first.ID)
 		classifyMsg[first.ID] = true
 	}
-	if len(classifyIDs) > 0 {
-		if _, err := tx.ExecContext(ctx, sqlMarkClassify, pq.Array(classifyIDs)); err != nil {
-			return fmt.Errorf("marking messages for classification: %w", err)
+
+	convData := map[string]*store.ConversationRow{}
+	if len(cids) > 0 {
+		ns := make([]int64, len(cids))
+		maxAts := make([]string, len(cids))
+		cnames := make([]string, len(cids))
+		cchans := make([]string, len(cids))
+		for i, id := range cids {
+			a := byConv[id]
+			ns[i], maxAts[i], cnames[i], cchans[i] = int64(a.n), a.maxAt.Format(time.RFC3339Nano), a.name, a.channel
+		}
+		var updated []store.ConversationRow
+		if err := tx.SelectContext(ctx, &updated, sqlUpdateConversations, pq.Array(cids), pq.Array(ns),
+			pq.Array(maxAts), pq.Array(cnames), pq.Array(cchans), pq.Array(classifyIDs)); err != nil {
+			return fmt.Errorf("updating conversations: %w", err)
+		}
+		for i := range updated {
+			convData[updated[i].ID] = &updated[i]
 		}
 	}
 
@@ -474,7 +495,7 @@ func storeInbound(ctx context.Context, tx *sqlx.Tx, items []*item, now time.Time
 // firstMessage is the earliest message by provider time (id breaks ties, so every delivery of
 // the same batch picks the same one).
 // scanConversations runs q and records (id, phone, created) rows in convs.
-func scanConversations(ctx context.Context, tx *sqlx.Tx, convs map[string]*convInfo, q string, args ...any) error {
+func scanConversations(ctx context.Context, tx stx, convs map[string]*convInfo, q string, args ...any) error {
 	rows, err := tx.QueryxContext(ctx, q, args...)
 	if err != nil {
 		return err
@@ -523,7 +544,7 @@ func agentEvent(name, id, conversationID, team string, data any) (*event.AgentEv
 // storeStatuses applies delivery receipts, each under its message's row lock. Receipts are
 // applied in a fixed order (message key, then status rank) so that two ingestors holding receipts
 // for the same messages lock them in the same order.
-func storeStatuses(ctx context.Context, tx *sqlx.Tx, items []*item, res *batchResult) error {
+func storeStatuses(ctx context.Context, tx stx, items []*item, res *batchResult) error {
 	sort.SliceStable(items, func(i, j int) bool {
 		a, b := items[i].status, items[j].status
 		ka, kb := a.Channel+"\x00"+a.ExternalID+"\x00"+a.Reference, b.Channel+"\x00"+b.ExternalID+"\x00"+b.Reference
