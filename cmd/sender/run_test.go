@@ -65,7 +65,13 @@ func TestRunWithOneProviderConfigured(t *testing.T) {
 	if _, reason := status("c0"); reason != "channel interakt is not configured" {
 		t.Fatalf("reason %q", reason)
 	}
-	after := metrics(t, addr)
+	// The counters move once each command is settled, a moment after its row's status.
+	var after string
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		after = metrics(t, addr)
+		return metricValue(after, sent)-metricValue(before, sent) >= 1 &&
+			metricValue(after, unconfigured)-metricValue(before, unconfigured) >= 1
+	}, "send counters did not move")
 	for _, m := range []string{sent, unconfigured} {
 		if got := metricValue(after, m) - metricValue(before, m); got != 1 {
 			t.Errorf("%s grew by %v, want 1", m, got)
