@@ -283,17 +283,28 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		nc.Close()
 		return nil, nil, fmt.Errorf("flushing upgrade response: %w", err)
 	}
-	var r io.Reader = nc
-	if n := brw.Reader.Buffered(); n > 0 { // the client spoke before reading our 101
-		b, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
-	}
 	w.sw = &sockWriter{nc: nc}
 	if sc, ok := nc.(syscall.Conn); ok {
 		w.sw.raw, _ = sc.SyscallConn()
 	}
-	return nc, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufSize), bufio.NewWriterSize(w.sw, writeBufSize)), nil
+	// Bytes the client sent right behind its upgrade request (a first frame) may already sit in
+	// net/http's reader. They must stay in front of the connection itself: coder/websocket resets
+	// the reader we return onto the net.Conn we return, so a reader-only wrapper would lose them.
+	conn := nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		conn = &prefixedConn{Conn: nc, r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)}
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, readBufSize), bufio.NewWriterSize(w.sw, writeBufSize)), nil
 }
+
+// prefixedConn is a net.Conn whose reads return already-received bytes first.
+type prefixedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
