@@ -65,11 +65,18 @@ const (
 
 	// sqlStoreClassification stores the result on the message and, in the same statement, gives
 	// the conversation the suggested team unless someone assigned one already. m has no column
-	// named like a conversations column, so the RETURNING list needs no alias.
+	// named like a conversations column, so the RETURNING list needs no alias. The conversation
+	// is locked first (c0, which m reads before it updates), the order every other writer uses —
+	// the ingestor and the agent API's mark-read lock the conversation, then its messages — so
+	// they cannot deadlock.
 	sqlStoreClassification = `
-WITH m AS (
+WITH c0 AS (
+    SELECT id FROM conversations
+     WHERE id = (SELECT conversation_id FROM chat_messages WHERE id = $1::uuid)
+       FOR NO KEY UPDATE
+), m AS (
     UPDATE chat_messages SET summary = $2, suggested_team = $3, classify_pending = NULL
-     WHERE id = $1::uuid
+     WHERE id = $1::uuid AND conversation_id = (SELECT id FROM c0)
     RETURNING conversation_id
 )
 UPDATE conversations c
