@@ -176,16 +176,7 @@ func ptr[T any](v T) *T { return &v }
 
 func (e *env) streamMsgs(stream string) uint64 {
 	e.t.Helper()
-	ctx := testenv.Context(e.t, 5*time.Second)
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return info.State.Msgs
+	return testenv.StreamInfo(e.t, e.js, stream).State.Msgs
 }
 
 // events returns every agent event of one conversation in EVENTS, in order.

@@ -94,24 +94,7 @@ func (h *harness) post(channel string, body []byte, mutate ...func(*http.Request
 // stored returns every message in INBOUND, in order.
 func (h *harness) stored() []*jetstream.RawStreamMsg {
 	h.t.Helper()
-	ctx := testenv.Context(h.t, 10*time.Second)
-	s, err := h.js.Stream(ctx, queue.StreamInbound)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			h.t.Fatalf("get %d: %v", seq, err)
-		}
-		out = append(out, m)
-	}
-	return out
+	return testenv.StreamMsgs(h.t, h.js, queue.StreamInbound)
 }
 
 func (h *harness) byMsgID() map[string]*jetstream.RawStreamMsg {

@@ -180,18 +180,7 @@ func (e *env) drained(stream, consumer string, d time.Duration) {
 	// Every message the stream holds now must be settled. NumPending alone is not enough: the
 	// server counts a just-published message into it asynchronously, so right after a publish a
 	// consumer can look drained before it has seen the message.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		cancel()
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	cancel()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	last := info.State.LastSeq
+	last := testenv.StreamInfo(e.t, e.js, stream).State.LastSeq
 	testenv.Eventually(e.t, d, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -207,27 +196,7 @@ func (e *env) drained(stream, consumer string, d time.Duration) {
 // streamMsgs reads every message currently in a stream.
 func (e *env) streamMsgs(stream string) []*jetstream.RawStreamMsg {
 	e.t.Helper()
-	ctx := testenv.Context(e.t, 10*time.Second)
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			e.t.Fatalf("get %s seq %d: %v", stream, seq, err)
-		}
-		out = append(out, m)
-	}
-	return out
+	return testenv.StreamMsgs(e.t, e.js, stream)
 }
 
 // events returns the agent events on EVENTS, optionally only those named name.

@@ -223,27 +223,14 @@ func (e *env) drained() {
 // events returns the agent events published for the conversation.
 func (e *env) events(convID string) []event.AgentEvent {
 	e.t.Helper()
-	ctx := testenv.Context(e.t, 10*time.Second)
-	s, err := e.js.Stream(ctx, queue.StreamEvents)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []event.AgentEvent
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
+	for _, m := range testenv.StreamMsgs(e.t, e.js, queue.StreamEvents) {
 		if m.Subject != queue.EventSubject(convID) {
 			continue
 		}
 		ev, err := event.Decode[event.AgentEvent](m.Data)
 		if err != nil {
-			e.t.Fatalf("event %d: %v", seq, err)
+			e.t.Fatalf("event %d: %v", m.Sequence, err)
 		}
 		out = append(out, ev)
 	}
@@ -283,22 +270,11 @@ func countEvents(evs []event.AgentEvent, name string) int {
 // dlq returns the dead-lettered reply commands' error headers.
 func (e *env) dlq() []string {
 	e.t.Helper()
-	ctx := testenv.Context(e.t, 10*time.Second)
-	s, err := e.js.Stream(ctx, queue.StreamDLQ)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil || !strings.HasPrefix(m.Subject, queue.SubjectDLQReplies) {
-			continue
+	for _, m := range testenv.StreamMsgs(e.t, e.js, queue.StreamDLQ) {
+		if strings.HasPrefix(m.Subject, queue.SubjectDLQReplies) {
+			out = append(out, m.Header.Get(queue.HeaderError))
 		}
-		out = append(out, m.Header.Get(queue.HeaderError))
 	}
 	return out
 }

@@ -421,3 +421,46 @@ func Eventually(t testing.TB, d time.Duration, cond func() bool, msg string, arg
 	}
 	t.Fatalf("not true after %v: %s", d, fmt.Sprintf(msg, args...))
 }
+
+// StreamInfo returns a stream's current state.
+func StreamInfo(t testing.TB, js jetstream.JetStream, stream string) *jetstream.StreamInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("testenv: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("testenv: stream %s info: %v", stream, err)
+	}
+	return info
+}
+
+// StreamMsgs reads every message a stream holds now, oldest first (deleted sequences skipped).
+func StreamMsgs(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("testenv: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("testenv: stream %s info: %v", stream, err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("testenv: stream %s message %d: %v", stream, seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
