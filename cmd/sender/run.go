@@ -68,15 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	dbReady := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		if err := db.PingContext(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
-		}
-		return nil
-	}
-	e := app.NewEcho(base.Log, base.Ready, dbReady)
+	e := app.NewEcho(base.Log, base.Ready, store.Ready(db))
 
 	w := reply.New(db, base.JS, base.Log, reply.Config{
 		Senders: senders,

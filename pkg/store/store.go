@@ -134,6 +134,18 @@ func OpenMigrated(ctx context.Context, dsn string, maxConns int, log *slog.Logge
 	return d, nil
 }
 
+// Ready returns a readiness check for /readyz: Postgres answers a ping within 2 s.
+func Ready(d *sqlx.DB) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := d.PingContext(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}
+}
+
 // IsCode reports whether err is a Postgres error with the given SQLSTATE.
 func IsCode(err error, code string) bool {
 	var pe *pq.Error
