@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/chatwire/chatwire/pkg/app"
-	"github.com/chatwire/chatwire/pkg/config"
 	"github.com/chatwire/chatwire/pkg/gateway"
 )
 
@@ -29,19 +27,11 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	cfg, err := config.LoadGateway(getenv)
-	if err != nil {
-		return err
-	}
-	base, err := app.Boot(ctx, "gateway", cfg.Common, stderr)
+	cfg, base, js, err := boot(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer base.Close(cfg.ShutdownTimeout)
-	js, err := gateway.NewJetStream(base.NC, cfg.PublishTimeout, 4096)
-	if err != nil {
-		return err
-	}
 	gw := gateway.New(base.Log, js, gateway.Config{PublishTimeout: cfg.PublishTimeout, MaxBytes: cfg.WebhookMaxBytes})
 	enc := json.NewEncoder(stdout)
 	counts := map[string]int{}
