@@ -22,9 +22,6 @@ import (
 	"github.com/chatwire/chatwire/db"
 )
 
-// ErrDuplicate is returned where a unique constraint says the row exists already.
-var ErrDuplicate = errors.New("duplicate")
-
 // PostgreSQL error codes callers branch on.
 const (
 	CodeUniqueViolation      = "23505"
